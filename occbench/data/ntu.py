@@ -86,6 +86,14 @@ BENCHMARKS = {
 }
 
 
+# Usable samples (after the missing-skeleton exclusion) and (train, test) sizes of each official split.
+# NTU-120 xset is 54,468 / 59,477 with the official 535-name list (papers often print 54,471).
+OFFICIAL_SIZES = {
+    "ntu60": (56578, {"xsub": (40091, 16487), "xview": (37646, 18932)}),
+    "ntu120": (113945, {"xsub": (63026, 50919), "xset": (54468, 59477)}),
+}
+
+
 def benchmark_splits(benchmark: str) -> tuple[str, ...]:
     return BENCHMARKS[check_benchmark(benchmark)][2]
 

@@ -116,8 +116,8 @@ def _parse(path: Path, lines: list[str]) -> SkeletonSequence:
                     fail(k, f"non-numeric field in joint line {lines[k].strip()[:60]!r}")
         raise
     if not np.isfinite(values[:, :, :3]).all():
-        bad = starts[int(np.argwhere(~np.isfinite(values[:, :, :3]))[0, 0])]
-        fail(bad, "non-finite joint coordinate (nan or inf)")
+        body, joint, _ = np.argwhere(~np.isfinite(values[:, :, :3]))[0]
+        fail(starts[body] + int(joint), "non-finite joint coordinate (nan or inf)")
 
     xyz = np.zeros((n_frames, n_slots, NUM_JOINTS, 3), np.float32)
     tracking = np.full((n_frames, n_slots, NUM_JOINTS), -1, np.int8)

@@ -1,0 +1,5 @@
+import sys
+
+from occbench.cli import main
+
+sys.exit(main())

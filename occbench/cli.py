@@ -1,0 +1,206 @@
+"""The `occbench` command line. Heavy modules are imported inside the commands so `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from occbench import __version__
+from occbench.errors import OccbenchError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        args.func(args)
+    except OccbenchError as err:
+        print(f"occbench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("occbench: interrupted; completed stages are kept, re-run to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="occbench", description="Self-supervised skeleton action recognition under occlusion."
+    )
+    parser.add_argument("--version", action="version", version=f"occbench {__version__}")
+    commands = parser.add_subparsers(metavar="COMMAND")
+    data = commands.add_parser("data", help="make, prepare, occlude, preprocess and look at skeleton data")
+    data_commands = data.add_subparsers(metavar="STEP")
+    data.set_defaults(func=lambda _: data.print_help())
+
+    p = data_commands.add_parser("pipeline", help="the embedded default: synth, prepare, occlude, preprocess, show")
+    p.add_argument("--home", type=Path, help="where data is cached (default: $OCCBENCH_HOME or ~/.cache/occbench)")
+    p.add_argument("--occlusion", default="realistic", help="realistic, random or inferred (default realistic)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--show", type=Path, default=Path("occbench-sample.png"), help="picture of one occluded sample")
+    p.set_defaults(func=_pipeline)
+
+    p = data_commands.add_parser("synth", help="write the procedural NTU-like dataset as .skeleton files")
+    p.add_argument("--out", type=Path, required=True)
+    for name, default in _synth_defaults().items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=f"default {default}")
+    p.set_defaults(func=_synth)
+
+    p = data_commands.add_parser("prepare", help="raw .skeleton folder -> arrays with the official splits")
+    p.add_argument("--raw", type=Path, required=True, help="folder of .skeleton files (searched recursively)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--benchmark", choices=["ntu60", "ntu120", "synthetic"],
+                   help="default: synthetic when --raw holds synthetic.json")
+    p.add_argument("--skip-invalid", action="store_true", help="skip malformed files, listed in prepare_report.txt")
+    p.add_argument("--workers", type=int, help="parsing processes (default: the available cores, at most 8)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_prepare)
+
+    p = data_commands.add_parser("import", help="CrosSCLR/AimCLR/OPSTL .npy+.pkl or CTR-GCN .npz -> occbench")
+    p.add_argument("path", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--benchmark", choices=["ntu60", "ntu120"], help="default: from the number of classes")
+    p.add_argument("--keep-zeros", action="store_true",
+                   help="treat x=y=z=0 joints as real positions, not as occluded (default: occluded)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_import)
+
+    p = data_commands.add_parser("occlude", help="apply realistic, random or Kinect-inferred occlusion")
+    p.add_argument("--data", type=Path, required=True, help="a prepared dataset (camera space, before preprocess)")
+    p.add_argument("--kind", required=True, help="realistic, random or inferred")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fraction", type=float, help="random: the fraction of joints occluded (default 0.3)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_occlude)
+
+    p = data_commands.add_parser("preprocess", help="mask-aware relative coordinates, resize, y-rotation")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_preprocess)
+
+    p = data_commands.add_parser("show", help="draw a few frames of a sample, occluded joints marked")
+    p.add_argument("sample", help="a .skeleton file, or a sample name or index in --data")
+    p.add_argument("--data", type=Path, help="a prepared dataset")
+    p.add_argument("--out", type=Path, required=True, help="the picture (.png)")
+    p.add_argument("--frames", type=int, default=4)
+    p.set_defaults(func=_show)
+
+    p = data_commands.add_parser("info", help="summary of a prepared dataset: samples, splits, occlusion")
+    p.add_argument("data", type=Path)
+    p.set_defaults(func=_info)
+    return parser
+
+
+def _synth_defaults() -> dict[str, int]:
+    from dataclasses import asdict
+
+    from occbench.data.synth import SynthConfig
+
+    return asdict(SynthConfig())
+
+
+def _synth(args) -> None:
+    from occbench.data.synth import SynthConfig, synthesize
+
+    config = SynthConfig(**{name: getattr(args, name) for name in _synth_defaults()})
+    files = synthesize(args.out, config, progress=True)
+    print(f"wrote {len(files)} .skeleton files to {args.out}")
+    print(f"next: occbench data prepare --raw {args.out} --out DIR")
+
+
+def _prepare(args) -> None:
+    from occbench.data.prepare import prepare
+
+    dataset = prepare(args.raw, args.out, args.benchmark, skip_invalid=args.skip_invalid,
+                      overwrite=args.overwrite, workers=args.workers, progress=True)
+    print(_summary(dataset))
+    skipped = dataset.meta["source"]["skipped"]
+    if skipped:
+        print(f"skipped {skipped} invalid file(s): listed in {dataset.path / 'prepare_report.txt'}")
+
+
+def _import(args) -> None:
+    from occbench.data.layouts import import_layout
+
+    dataset = import_layout(args.path, args.out, benchmark=args.benchmark,
+                            zeros_are_occluded=not args.keep_zeros, overwrite=args.overwrite, progress=True)
+    print(_summary(dataset))
+
+
+def _occlude(args) -> None:
+    from occbench.data.dataset import SkeletonDataset
+    from occbench.data.occlusion import occlude, occlusion_report
+
+    params = {} if args.fraction is None else {"fraction": args.fraction}
+    dataset = occlude(SkeletonDataset(args.data), args.out, args.kind, seed=args.seed,
+                      overwrite=args.overwrite, progress=True, **params)
+    print(_summary(dataset))
+    print(_report_table(occlusion_report(dataset)))
+
+
+def _preprocess(args) -> None:
+    from occbench.data.dataset import SkeletonDataset
+    from occbench.data.preprocess import preprocess
+
+    dataset = preprocess(SkeletonDataset(args.data), args.out, frames=args.frames,
+                         overwrite=args.overwrite, progress=True)
+    print(_summary(dataset))
+
+
+def _show(args) -> None:
+    from occbench.data.show import show_sample
+
+    print(f"wrote {show_sample(args.sample, args.out, data=args.data, frames=args.frames)}")
+
+
+def _info(args) -> None:
+    from occbench.data.dataset import SkeletonDataset
+    from occbench.data.occlusion import occlusion_report
+
+    dataset = SkeletonDataset(args.data)
+    print(_summary(dataset))
+    stages = " -> ".join(stage["stage"] + (f"({stage['kind']})" if "kind" in stage else "")
+                         for stage in dataset.meta.get("stages", []))
+    print(f"stages: {stages}")
+    print(_report_table(occlusion_report(dataset)))
+
+
+def _pipeline(args) -> None:
+    from occbench.data.embedded import embedded_datasets
+    from occbench.data.occlusion import occlusion_report
+    from occbench.data.show import show_sample
+
+    sets = embedded_datasets(home=args.home, occlusion=args.occlusion, seed=args.seed, progress=True)
+    for role, dataset in sets.items():
+        print(f"{role:>14}: {dataset.path}")
+    print(_summary(sets["occluded"]))
+    print(_report_table(occlusion_report(sets["occluded_raw"])))
+    occluded = sets["occluded_raw"]
+    worst = int(occluded.mask.sum(axis=(1, 2, 3)).argmin()) if len(occluded) else 0
+    print(f"wrote {show_sample(occluded.names[worst], args.show, data=occluded.path)}")
+
+
+def _summary(dataset) -> str:
+    meta = dataset.meta
+    splits = ", ".join(
+        f"{split} {len(parts['train'])}/{len(parts['val'])}" for split, parts in dataset.splits.items()
+    )
+    return (f"{dataset.path}: {meta['benchmark']}, {len(dataset)} samples, {meta['num_class']} classes, "
+            f"{dataset.frames} frames; train/val: {splits}")
+
+
+def _report_table(report) -> str:
+    from tabulate import tabulate
+
+    return tabulate(report, headers="keys", tablefmt="simple", floatfmt=".3f", showindex=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from occbench.data.skeleton import write_skeleton
+
+# Real NTU files live beside the project (licence: never copy them into this repository).
+NTU_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ntu-samples"
+
+
+@pytest.fixture
+def ntu_samples() -> Path:
+    if not any(NTU_SAMPLES.glob("*.skeleton")):
+        pytest.skip(f"real NTU samples not found at {NTU_SAMPLES}")
+    return NTU_SAMPLES
+
+
+def standing_pose(height: float = 1.7, z: float = 3.0) -> np.ndarray:
+    """A plausible NTU standing pose (25, 3) in camera space, feet on y = -1 m."""
+    s = height / 1.7
+    joints = np.array([
+        [0, 0.00, 0], [0, 0.25, 0], [0, 0.52, 0], [0, 0.65, 0],            # spine base .. head
+        [-0.18, 0.45, 0], [-0.22, 0.18, 0], [-0.24, -0.06, 0], [-0.24, -0.13, 0],  # left arm
+        [0.18, 0.45, 0], [0.22, 0.18, 0], [0.24, -0.06, 0], [0.24, -0.13, 0],      # right arm
+        [-0.09, -0.02, 0], [-0.10, -0.45, 0], [-0.10, -0.85, 0], [-0.10, -0.90, 0.08],  # left leg
+        [0.09, -0.02, 0], [0.10, -0.45, 0], [0.10, -0.85, 0], [0.10, -0.90, 0.08],      # right leg
+        [0, 0.45, 0], [-0.24, -0.20, 0], [-0.21, -0.12, 0], [0.24, -0.20, 0], [0.21, -0.12, 0],
+    ])
+    return joints * s + np.array([0.0, -0.1, z])
+
+
+def write_sample(folder: Path, name: str, frames: int = 20, bodies: int = 1, seed: int = 0) -> Path:
+    """A small valid .skeleton file: a swaying standing pose."""
+    rng = np.random.default_rng(seed)
+    pose = standing_pose()
+    t = np.arange(frames)[:, None, None, None]
+    xyz = np.repeat(pose[None, None], frames, 0).repeat(bodies, 1)
+    xyz = xyz + 0.05 * np.sin(t / 5.0) + rng.normal(0, 0.005, xyz.shape)
+    if bodies == 2:
+        xyz[:, 1, :, 0] += 0.8
+    path = folder / f"{name}.skeleton"
+    write_skeleton(path, xyz, np.ones((frames, bodies), bool))
+    return path

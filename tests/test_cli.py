@@ -1,0 +1,68 @@
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from occbench.cli import main
+from tests.conftest import write_sample
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_prepare_from_the_command_line(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_sample(raw, "S001C001P001R001A001")
+    write_sample(raw, "S001C002P003R001A002")
+    code, out, _ = run(capsys, "data", "prepare", "--raw", str(raw), "--out", str(tmp_path / "out"),
+                       "--benchmark", "ntu60")
+    assert code == 0 and "2 samples" in out and "xsub 1/1" in out and "xview 1/1" in out
+    code, out, _ = run(capsys, "data", "info", str(tmp_path / "out"))
+    assert code == 0 and "stages: prepare" in out
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["data", "prepare", "--raw", "{tmp}/nowhere", "--out", "{tmp}/o", "--benchmark", "ntu60"], "no such directory"),
+        (["data", "info", "{tmp}"], "not a prepared occbench dataset"),
+        (["data", "prepare", "--raw", "{tmp}/bad", "--out", "{tmp}/o", "--benchmark", "ntu60"],
+         "S001C001P001R001A002.skeleton, line 2"),
+        (["data", "prepare", "--raw", "{tmp}/misnamed", "--out", "{tmp}/o", "--benchmark", "ntu60"],
+         "not an NTU sample name"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, argv, words):
+    (tmp_path / "bad").mkdir()
+    write_sample(tmp_path / "bad", "S001C001P001R001A001")
+    (tmp_path / "bad" / "S001C001P001R001A002.skeleton").write_text("5\nabc\n")
+    (tmp_path / "misnamed").mkdir()
+    shutil.copy(tmp_path / "bad" / "S001C001P001R001A001.skeleton", tmp_path / "misnamed" / "walk.skeleton")
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2 and words in err
+    assert err.startswith("occbench: error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_skip_invalid_lists_the_file(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_sample(raw, "S001C001P001R001A001")
+    (raw / "S001C001P001R001A002.skeleton").write_text("")
+    code, out, _ = run(capsys, "data", "prepare", "--raw", str(raw), "--out", str(tmp_path / "o"),
+                       "--benchmark", "ntu60", "--skip-invalid")
+    assert code == 0 and "skipped 1 invalid file" in out
+    assert "S001C001P001R001A002.skeleton" in (tmp_path / "o" / "prepare_report.txt").read_text()
+
+
+def test_console_script_is_installed():
+    done = subprocess.run([sys.executable, "-m", "occbench.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("occbench ")
+    exe = shutil.which("occbench")
+    assert exe, "the occbench console script is not on PATH; install the package"
+    done = subprocess.run([exe, "data", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "prepare" in done.stdout
