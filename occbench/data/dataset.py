@@ -212,7 +212,9 @@ def derive(
     n = len(source)
     with DatasetWriter(out, n, frames or source.frames, overwrite=overwrite, extra=extra) as writer:
         starts = range(0, n, chunk)
-        for start in tqdm(starts, desc=progress, unit="chunk", disable=progress is None, leave=False):
+        # disable=None shows the bar only on a terminal, so logs and error output stay clean.
+        bar = tqdm(starts, desc=progress, unit="chunk", disable=True if progress is None else None, leave=False)
+        for start in bar:
             index = np.arange(start, min(n, start + chunk))
             arrays = {name: np.asarray(getattr(source, name)[start : index[-1] + 1]) for name in ARRAYS}
             for name, values in transform(arrays, index).items():

@@ -42,6 +42,7 @@ Input files are read memory-mapped (npz members are streamed) and written chunk 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import pickle
@@ -83,8 +84,8 @@ _NUMPY_GLOBALS = {
         (f"{core}.numeric", "_frombuffer"),
     ]
 } | {("numpy", "ndarray"), ("numpy", "dtype")}
-# Protocols <= 2 spell sets and bytes through these globals (__builtin__ is Python 2's builtins).
 _NUMPY2 = int(np.__version__.split(".")[0]) >= 2
+# Protocols <= 2 spell sets and bytes through these globals (__builtin__ is Python 2's builtins).
 _BUILTIN_GLOBALS = {("builtins", "set"), ("__builtin__", "set"), ("_codecs", "encode")}
 
 
@@ -95,7 +96,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) in _BUILTIN_GLOBALS:
-            return set if name == "set" else __import__("_codecs").encode
+            return set if name == "set" else codecs.encode
         if (module, name) in _NUMPY_GLOBALS:
             if module.startswith("numpy.core") and _NUMPY2:  # numpy-1 pickle: skip numpy 2's warning shim
                 module = module.replace("numpy.core", "numpy._core")
@@ -387,7 +388,9 @@ def _ctrgcn_origin(x: np.ndarray) -> np.ndarray:
     return exempt
 
 
-def _ctrgcn_part(file: Path, split: str, key: str, part: str) -> tuple[_PartSource, str | None]:
+def _ctrgcn_part(
+    file: Path, split: str, key: str, part: str, by_content: bool
+) -> tuple[_PartSource, str | None]:
     x, y = _NpzArray(file, f"x_{key}"), _NpzArray(file, f"y_{key}")
     if len(x.shape) != 3 or x.shape[2] != MAX_BODIES * NUM_JOINTS * 3:
         raise OccbenchError(f"{file}: x_{key} has shape {x.shape}, expected (N, T, 150); regenerate it")
@@ -405,7 +408,9 @@ def _ctrgcn_part(file: Path, split: str, key: str, part: str) -> tuple[_PartSour
                 yield start, _ctrgcn_block(block)
 
     names = [f"ctrgcn_{split}_{part}_{i:06d}" for i in range(len(x))]
-    return _PartSource(split, part, file, "npz", names, labels, x.shape[1], chunks, keys=names), width
+    # Several files (CS and CV) hold the same samples byte for byte: deduplicate them by content.
+    keys = [_digest(row) for _, block in x.chunks() for row in block] if by_content else names
+    return _PartSource(split, part, file, "npz", names, labels, x.shape[1], chunks, keys=keys), width
 
 
 def _ctrgcn_parts(path: Path) -> tuple[list[_PartSource], str | None]:
@@ -415,14 +420,11 @@ def _ctrgcn_parts(path: Path) -> tuple[list[_PartSource], str | None]:
     for file in files:
         benchmark, split = CTRGCN_FILES.get(file.stem, (None, file.stem.lower()))
         for key, part in (("train", "train"), ("test", "val")):
-            source, width = _ctrgcn_part(file, split, key, part)
+            source, width = _ctrgcn_part(file, split, key, part, by_content=len(files) > 1)
             parts.append(source)
             benchmarks |= {benchmark or width} - {None}
     if len(benchmarks) > 1:
         raise OccbenchError(f"{path}: mixes NTU-60 and NTU-120 files; import them separately")
-    if len(files) > 1:  # CS and CV hold the same samples byte for byte: deduplicate by content
-        for part in parts:
-            part.keys = [_digest(block[i]) for _, block in part.chunks() for i in range(len(block))]
     return parts, next(iter(benchmarks), None)
 
 

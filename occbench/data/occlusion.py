@@ -7,16 +7,21 @@ so the result does not depend on chunking or sample order.
 
 realistic
     1 to 2 pieces of furniture (table, chair, sofa, shelf, cabinet, low table) built from oriented
-    boxes of random realistic size, turned by a random yaw about the vertical (y) axis and placed
-    between the camera (the origin of NTU camera space) and the person: along the horizontal ray to the
-    person's spine base at a random fraction of its length, shifted sideways, standing on the estimated
-    floor (a low percentile of the person's foot height; the Kinect's tilt is ignored). A joint is
-    occluded in a frame when the segment from the camera to it meets a box (slab test, boxes closed:
-    touching an edge counts, and a joint inside a box is occluded). The furniture is static over the
-    clip, so which joints it hides changes with the motion. The boxes are stored per sample in
-    `occluders.npy`, float32 (N, 7 * max pieces, 8), one row per box:
-    centre x y z, half size x y z (in the box's own frame), yaw (radians, right-handed about +y: the
-    box's own x axis points along (cos yaw, 0, -sin yaw)), kind (1 + index in FURNITURE; 0 = empty row).
+    boxes of random realistic size, turned by a random yaw about the vertical and placed between the
+    camera (the origin of NTU camera space) and the person: along the horizontal ray to the person's
+    spine base at a random fraction of its length, shifted sideways, standing on the estimated floor,
+    not overlapping each other. "Vertical" is the camera's y axis tilted by the camera's pitch (NTU's
+    Kinects look down by up to ~20 degrees), estimated per sample from the median direction of the
+    person's spine; the floor is a low percentile of the foot height in that levelled frame.
+    A joint is occluded in a frame when the segment from the camera to it meets a box (slab test;
+    boxes are closed, so a segment touching an edge hits, and solid, so a joint inside a box is
+    occluded). The furniture is static over the clip, so which joints it hides changes with the motion.
+    The boxes are stored per sample in `occluders.npy`, float32 (N, 7 * max pieces, 9), one row per box
+    (OCCLUDER_FIELDS): centre x y z in camera space, half sizes x y z along the box's own axes, yaw and
+    tilt (radians), kind (1 + index in FURNITURE; 0 = empty row, rows are filled from the front).
+    A point p is inside the box when |Ry(yaw)^T Rx(tilt) (p - centre)| <= half sizes, with
+    Rx(a) = [[1, 0, 0], [0, cos a, -sin a], [0, sin a, cos a]] (camera -> levelled frame) and
+    Ry(a) = [[cos a, 0, sin a], [0, 1, 0], [-sin a, 0, cos a]] (box -> levelled frame).
 random
     The paper's random occlusion: per sample, exactly round(fraction * present joint-frames) joint-frames
     chosen uniformly at random (a joint-level choice per frame; all three coordinates are hidden).
@@ -42,10 +47,11 @@ from occbench.errors import OccbenchError
 KINDS = ("realistic", "random", "inferred")
 FURNITURE = ("table", "chair", "sofa", "shelf", "cabinet", "low_table")
 BOXES_PER_PIECE = 7  # the most boxes one piece of furniture uses (a shelf with a back panel)
-OCCLUDER_FIELDS = ("cx", "cy", "cz", "hx", "hy", "hz", "yaw", "kind")
+OCCLUDER_FIELDS = ("cx", "cy", "cz", "hx", "hy", "hz", "yaw", "tilt", "kind")
+YAW, TILT, KIND = (OCCLUDER_FIELDS.index(field) for field in ("yaw", "tilt", "kind"))
 MAX_PIECES = 4
 
-SPINE_BASE = 0
+SPINE_BASE, SPINE_SHOULDER = 0, 20
 FEET = (14, 15, 18, 19)  # ankles and feet: the floor is estimated from them
 JOINT_GROUPS = {
     "head": (2, 3),
@@ -58,17 +64,20 @@ DEFAULTS: dict[str, dict] = {
     "realistic": {
         "pieces": (1, 2),  # number of pieces of furniture per sample, inclusive range
         "furniture": FURNITURE,  # the kinds to draw from, uniformly
-        "distance": (0.3, 0.75),  # where along the camera-person ray, as a fraction of its length
-        "shift": (-0.4, 0.4),  # sideways displacement from the ray, metres
+        "distance": (0.5, 0.9),  # where along the camera-person ray, as a fraction of its length
+        "shift": (-0.8, 0.8),  # sideways displacement from the ray, metres
         "yaw": (-180.0, 180.0),  # rotation about the vertical axis, degrees
         "scale": 1.0,  # multiplies every furniture dimension
         "clearance": 0.25,  # metres kept free between the furniture and the person's spine base
+        "tilt": "auto",  # the camera's pitch in degrees, or "auto": estimated from the person's spine
     },
     "random": {"fraction": 0.3},
     "inferred": {},
 }
 _CAMERA_CLEARANCE = 0.5  # the Kinect sees nothing nearer than about 0.5 m
 _FLOOR_PERCENTILE = 5  # robust to a few glitched foot positions
+_MAX_TILT = 35.0  # degrees; a larger estimate comes from a lying or bending person, not the camera
+_PLACEMENT_TRIES = 10
 
 
 def occlude(
@@ -77,6 +86,8 @@ def occlude(
 ) -> SkeletonDataset:
     """Write an occluded copy of `source` to `out` (see the module doc for the kinds and `DEFAULTS`)."""
     params = check_params(kind, params)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise OccbenchError(f"seed {seed!r}: give a non-negative whole number")
     names = source.names
     extra = None
     if kind == "realistic":
@@ -102,7 +113,7 @@ def occlude(
 
     stage = {
         "stage": "occlude", "occbench": occbench.__version__, "kind": kind, "seed": int(seed),
-        "params": _jsonable(params), "source": str(source.path),
+        "params": _jsonable(params), "source": str(source.path.resolve()),
     }
     if kind == "realistic":
         stage["occluders"] = {"file": "occluders.npy", "fields": list(OCCLUDER_FIELDS), "furniture": FURNITURE}
@@ -147,6 +158,7 @@ def _check_realistic(p: dict) -> dict:
         "yaw": _pair("yaw", p["yaw"], -360.0, 360.0),
         "scale": _number("scale", p["scale"], 0.1, 5.0),
         "clearance": _number("clearance", p["clearance"], 0.0, 5.0),
+        "tilt": "auto" if p["tilt"] == "auto" else _number("tilt", p["tilt"], -_MAX_TILT, _MAX_TILT),
     }
 
 
@@ -208,61 +220,96 @@ def random_occlusion(present: np.ndarray, names: list[str], seed: int, fraction:
 # --- realistic: ray casting ---------------------------------------------------------------------
 
 
+def rotation_x(angle) -> np.ndarray:
+    """(..., 3, 3) Rx(angle): camera coordinates -> the levelled frame when angle is the camera's tilt."""
+    c, s = np.cos(angle), np.sin(angle)
+    one, zero = np.ones_like(c), np.zeros_like(c)
+    return np.stack([np.stack([one, zero, zero], -1), np.stack([zero, c, -s], -1), np.stack([zero, s, c], -1)], -2)
+
+
+def rotation_y(angle) -> np.ndarray:
+    """(..., 3, 3) Ry(angle): a box's own axes -> the levelled frame when angle is its yaw."""
+    c, s = np.cos(angle), np.sin(angle)
+    one, zero = np.ones_like(c), np.zeros_like(c)
+    return np.stack([np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1), np.stack([-s, zero, c], -1)], -2)
+
+
 def segment_hits_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Whether the segment from the camera (origin) to each point meets each box: bool (..., K).
 
-    points (..., 3); boxes (..., K, 7 or 8) as in OCCLUDER_FIELDS, leading dimensions broadcast with
-    those of points. Boxes are closed (a segment touching a face or edge hits) and solid (a point inside
-    a box hits). Rows whose kind column (if given) is 0 never hit.
+    points (..., 3); boxes (..., K, 9) rows as in OCCLUDER_FIELDS (or 8 without the kind column),
+    their leading dimensions broadcast with those of points. Boxes are closed (a segment touching a
+    face or edge hits) and solid (a point inside a box hits). Rows of kind 0 never hit.
     """
-    points, boxes = np.asarray(points), np.asarray(boxes)
-    dtype = np.result_type(points.dtype, boxes.dtype, np.float32)
+    points = np.asarray(points)
+    dtype = np.result_type(points.dtype, np.asarray(boxes).dtype, np.float32)
     point = points[..., None, :].astype(dtype, copy=False)
-    px, py, pz = point[..., 0], point[..., 1], point[..., 2]
-    cx, cy, cz = (boxes[..., i].astype(dtype, copy=False) for i in range(3))
-    yaw = boxes[..., 6].astype(dtype, copy=False)
-    cos, sin = np.cos(yaw), np.sin(yaw)
-    # In each box's own frame (the inverse of its yaw): where the camera is, and the segment's direction.
-    start = (-(cos * cx - sin * cz), -cy, -(sin * cx + cos * cz))
-    direction = (cos * px - sin * pz, py, sin * px + cos * pz)
-    enter, leave = np.zeros((), dtype), np.ones((), dtype)
+    return _hits(point[..., 0], point[..., 1], point[..., 2], _slab_bounds(boxes, dtype))
+
+
+def _slab_bounds(boxes: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """(15, ..., K): per box, in its own frame, where its slabs lie (low x y z, high x y z), then the
+    rotation from camera coordinates to its own frame (row-major). Empty rows get an unreachable slab."""
+    boxes = np.asarray(boxes, dtype)
+    to_box = np.swapaxes(rotation_y(boxes[..., YAW]), -1, -2) @ rotation_x(boxes[..., TILT])
+    centre = (to_box @ boxes[..., 0:3, None])[..., 0]
+    low, high = centre - boxes[..., 3:6], centre + boxes[..., 3:6]
+    if boxes.shape[-1] > KIND:  # an infinitely far y slab is never entered
+        empty = boxes[..., KIND] == 0
+        low[..., 1][empty], high[..., 1][empty] = np.inf, np.inf
+    rows = [to_box[..., i, j] for i in range(3) for j in range(3)]
+    return np.stack([*np.moveaxis(low, -1, 0), *np.moveaxis(high, -1, 0), *rows]).astype(dtype, copy=False)
+
+
+def _hits(px: np.ndarray, py: np.ndarray, pz: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    # The segment is t * point, t in [0, 1]; in a box's frame it has direction d, and it is inside the
+    # slab of one axis for t between low / d and high / d. A direction of 0 gives infinities that rule
+    # the slab in or out for every t (fmin/fmax skip the NaN of a segment lying in a face plane that
+    # passes through the camera).
+    enter, leave = 0, 1
     with np.errstate(divide="ignore", invalid="ignore"):
         for axis in range(3):
-            half = boxes[..., 3 + axis].astype(dtype, copy=False)
-            # Slab test; a direction of 0 gives infinities that rule the slab in or out for all t
-            # (fmin/fmax skip the NaN of a segment lying in a face plane through the camera).
-            inverse = 1 / direction[axis]
-            t1, t2 = (-half - start[axis]) * inverse, (half - start[axis]) * inverse
+            m = bounds[6 + 3 * axis : 9 + 3 * axis]
+            inverse = 1 / (m[0] * px + m[1] * py + m[2] * pz)
+            t1, t2 = bounds[axis] * inverse, bounds[3 + axis] * inverse
             enter = np.fmax(enter, np.fmin(t1, t2))
             leave = np.fmin(leave, np.fmax(t1, t2))
-    hit = enter <= leave
-    if boxes.shape[-1] > 7:
-        hit &= boxes[..., 7] != 0
-    return hit
+    return enter <= leave
 
 
 def occluded_by_boxes(
-    data: np.ndarray, boxes: np.ndarray, where: np.ndarray | None = None, batch_elements: int = 4_000_000
+    data: np.ndarray, boxes: np.ndarray, where: np.ndarray | None = None, batch_elements: int = 65536
 ) -> np.ndarray:
-    """(N, T, V, M) bool: joints of data (N, 3, T, V, M) hidden by any of their sample's boxes (N, K, 8).
+    """(N, T, V, M) bool: joints of data (N, 3, T, V, M) hidden by any of their sample's boxes (N, K, 9).
 
-    Only the joints in `where` (N, T, V, M; default all) are tested, the rest are False.
+    Only the joints in `where` (N, T, V, M; default all) are tested, the rest are False. All samples,
+    frames, joints and boxes are tested at once, in batches small enough to stay in the CPU cache.
     """
-    points = np.moveaxis(np.asarray(data), 1, -1)  # (N, T, V, M, 3)
+    points = np.moveaxis(np.asarray(data, np.float32), 1, -1)  # (N, T, V, M, 3)
     occluded = np.zeros(points.shape[:-1], bool)
-    k = int((boxes[..., 7] != 0).sum(axis=1).max(initial=0))  # rows are filled from the front
-    if k == 0:
-        return occluded
     where = np.ones(occluded.shape, bool) if where is None else np.asarray(where, bool)
-    sample = np.nonzero(where)[0]
-    tested = points[where]  # (P, 3)
-    hits = np.zeros(len(tested), bool)
-    step = max(1, batch_elements // k)  # bounds the (P, K) temporaries
-    for start in range(0, len(tested), step):
-        part = slice(start, start + step)
-        hits[part] = segment_hits_boxes(tested[part], boxes[sample[part], :k]).any(axis=-1)
-    occluded[where] = hits
+    index = np.flatnonzero(where)
+    sample = index // where[0].size
+    tested = points.reshape(-1, 3)[index]
+    used = (boxes[..., KIND] != 0).sum(axis=1)  # rows are filled from the front
+    # Samples with the same number of boxes go together, so no time is spent on empty rows.
+    for k in np.unique(used[used > 0]):
+        group = used[sample] == k
+        hits = _any_hit(tested[group], sample[group], _slab_bounds(boxes[:, :k]), batch_elements)
+        occluded.flat[index[group]] = hits
     return occluded
+
+
+def _any_hit(points: np.ndarray, sample: np.ndarray, bounds: np.ndarray, batch_elements: int) -> np.ndarray:
+    """(P,) whether each point (P, 3) is hidden by any box of its sample (bounds (15, N, k))."""
+    hits = np.zeros(len(points), bool)
+    step = max(1, batch_elements // bounds.shape[-1])
+    for start in range(0, len(points), step):
+        part = slice(start, start + step)
+        xyz = points[part, :, None]
+        own = bounds.take(sample[part], axis=1)  # (15, P, k): each point with its own sample's boxes
+        hits[part] = _hits(xyz[:, 0], xyz[:, 1], xyz[:, 2], own).any(axis=-1)
+    return hits
 
 
 # --- realistic: furniture -----------------------------------------------------------------------
@@ -344,67 +391,91 @@ def build_furniture(kind: str, rng: np.random.Generator, scale: float = 1.0) -> 
     return np.array(_BUILDERS[kind](lambda lo, hi: rng.uniform(lo, hi)), np.float64) * scale
 
 
-def place_furniture(local: np.ndarray, yaw: float, position: np.ndarray, kind: str) -> np.ndarray:
-    """(B, 8) occluder rows: `local` boxes turned by `yaw` about +y and moved so the piece's own origin
-    (its footprint centre on the floor) lands on `position` (x, floor y, z)."""
-    cos, sin = np.cos(yaw), np.sin(yaw)
-    x, z = local[:, 0], local[:, 2]
-    centre = np.stack([cos * x + sin * z, local[:, 1], -sin * x + cos * z], -1) + position
-    code = np.full((len(local), 1), FURNITURE.index(kind) + 1)
-    return np.concatenate([centre, local[:, 3:6], np.full((len(local), 1), yaw), code], axis=1)
+def place_furniture(
+    local: np.ndarray, yaw: float, position: np.ndarray, kind: str, tilt: float = 0.0
+) -> np.ndarray:
+    """(B, 9) occluder rows: `local` boxes turned by `yaw` about the vertical and moved so that the
+    piece's own origin (its footprint centre on the floor) lands on `position` (x, floor y, z in the
+    levelled frame of a camera tilted by `tilt`); the rows hold their centres in camera space."""
+    levelled = local[:, :3] @ rotation_y(yaw).T + position
+    centre = levelled @ rotation_x(tilt)  # Rx(tilt)^T: levelled frame -> camera space
+    columns = [np.full((len(local), 1), v) for v in (yaw, tilt, FURNITURE.index(kind) + 1)]
+    return np.concatenate([centre, local[:, 3:6], *columns], axis=1)
+
+
+def estimate_tilt(points: np.ndarray, mask: np.ndarray) -> float:
+    """The camera's pitch (radians) that makes the person's median spine direction vertical.
+
+    points (T, V, M, 3) camera space; mask (T, V, M). People are upright most of the time, standing
+    or sitting, so the spine base -> spine shoulder direction is a usable estimate of "up".
+    """
+    both = mask[:, SPINE_BASE] & mask[:, SPINE_SHOULDER]
+    spine = points[:, SPINE_SHOULDER][both] - points[:, SPINE_BASE][both]
+    if len(spine) == 0:
+        return 0.0
+    angle = np.median(np.arctan2(-spine[:, 2], spine[:, 1]))
+    return float(np.clip(angle, -np.deg2rad(_MAX_TILT), np.deg2rad(_MAX_TILT)))
 
 
 def furniture_for_sample(rng: np.random.Generator, data: np.ndarray, mask: np.ndarray, params: dict) -> np.ndarray:
-    """(7 * max pieces, 8) float32 occluder rows for one sample (data (3, T, V, M), mask (T, V, M))."""
+    """(7 * max pieces, 9) float32 occluder rows for one sample (data (3, T, V, M), mask (T, V, M))."""
     rows = np.zeros((BOXES_PER_PIECE * params["pieces"][1], len(OCCLUDER_FIELDS)), np.float32)
-    anchor = _person_anchor(data, mask)
-    if anchor is None:  # nothing visible: nothing to hide
+    mask = np.asarray(mask, bool)
+    if not mask.any():  # nothing visible: nothing to hide
         return rows
-    target, floor = anchor
-    reach = float(np.hypot(target[0], target[2]))
-    ahead = np.array([target[0], target[2]]) / max(reach, 1e-6)  # horizontal unit vector to the person
+    points = np.moveaxis(np.asarray(data, np.float64), 0, -1)  # (T, V, M, 3)
+    tilt = estimate_tilt(points, mask) if params["tilt"] == "auto" else float(np.deg2rad(params["tilt"]))
+    target, floor = _person_anchor(points, mask, tilt)
+    reach = max(float(np.hypot(target[0], target[2])), 1e-6)
+    ahead = np.array([target[0], target[2]]) / reach  # horizontal unit vector towards the person
     side = np.array([ahead[1], -ahead[0]])
-    pieces = rng.integers(params["pieces"][0], params["pieces"][1] + 1)
-    boxes = []
-    for _ in range(pieces):
+    placed, footprints = [], []
+    for _ in range(rng.integers(params["pieces"][0], params["pieces"][1] + 1)):
         kind = params["furniture"][rng.integers(len(params["furniture"]))]
         local = build_furniture(kind, rng, params["scale"])
-        yaw = np.deg2rad(rng.uniform(*params["yaw"]))
-        # How far the rotated footprint reaches along the ray, so the piece stays off camera and person.
-        extent = _footprint_reach(local, yaw, ahead)
-        lo = _CAMERA_CLEARANCE + extent
-        hi = max(lo, reach - params["clearance"] - extent)
-        along = np.clip(rng.uniform(*params["distance"]) * reach, lo, hi)
-        where = ahead * along + side * rng.uniform(*params["shift"])
-        boxes.append(place_furniture(local, yaw, np.array([where[0], floor, where[1]]), kind))
-    if boxes:
-        placed = np.concatenate(boxes)
+        for _ in range(_PLACEMENT_TRIES):
+            yaw = float(np.deg2rad(rng.uniform(*params["yaw"])))
+            corners = _plan_corners(local, yaw)
+            # Keep the whole footprint off the camera and `clearance` short of the person.
+            near, far = -(corners @ ahead).min(), (corners @ ahead).max()
+            lo = _CAMERA_CLEARANCE + near
+            along = np.clip(rng.uniform(*params["distance"]) * reach, lo, max(lo, reach - params["clearance"] - far))
+            spot = ahead * along + side * rng.uniform(*params["shift"])
+            footprint = np.stack([(corners + spot).min(axis=0), (corners + spot).max(axis=0)])
+            if not any(_overlap(footprint, other) for other in footprints):
+                break
+        else:
+            continue  # no free spot for this piece: leave it out
+        footprints.append(footprint)
+        placed.append(place_furniture(local, yaw, np.array([spot[0], floor, spot[1]]), kind, tilt))
+    if placed:
+        placed = np.concatenate(placed)
         rows[: len(placed)] = placed
     return rows
 
 
-def _person_anchor(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """The person's spine base (median over visible frames and bodies) and the floor height."""
-    points = np.moveaxis(np.asarray(data), 0, -1)  # (T, V, M, 3)
-    mask = np.asarray(mask, bool)
-    if not mask.any():
-        return None
+def _person_anchor(points: np.ndarray, mask: np.ndarray, tilt: float) -> tuple[np.ndarray, float]:
+    """The person's spine base (median over visible frames and bodies) and the floor height, both in
+    the levelled frame. points (T, V, M, 3) camera space, mask (T, V, M) with something visible."""
+    level = rotation_x(tilt).T  # row vectors: p @ Rx^T = (Rx p)^T
     spine = points[:, SPINE_BASE][mask[:, SPINE_BASE]]
-    target = np.median(spine if len(spine) else points[mask], axis=0)
     feet = points[:, list(FEET)][mask[:, list(FEET)]]
-    heights = feet[:, 1] if len(feet) else points[mask][:, 1]
+    anywhere = points[mask] if len(spine) == 0 or len(feet) == 0 else None
+    target = np.median((spine if len(spine) else anywhere) @ level, axis=0)
+    heights = ((feet if len(feet) else anywhere) @ level)[:, 1]
     return target, float(np.percentile(heights, _FLOOR_PERCENTILE))
 
 
-def _footprint_reach(local: np.ndarray, yaw: float, ahead: np.ndarray) -> float:
-    lo = (local[:, [0, 2]] - local[:, [3, 5]]).min(axis=0)
-    hi = (local[:, [0, 2]] + local[:, [3, 5]]).max(axis=0)
-    half = (hi - lo) / 2
-    # The piece's own x and z axes in world (x, z) after the yaw.
-    own_x = np.array([np.cos(yaw), -np.sin(yaw)])
-    own_z = np.array([np.sin(yaw), np.cos(yaw)])
-    offset = np.abs((lo + hi) / 2 @ np.stack([own_x, own_z]) @ ahead)
-    return float(half[0] * abs(own_x @ ahead) + half[1] * abs(own_z @ ahead) + offset)
+def _plan_corners(local: np.ndarray, yaw: float) -> np.ndarray:
+    """(4B, 2) floor-plan (x, z) corners of a piece's boxes after its yaw, relative to its origin."""
+    signs = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]])
+    corners = (local[:, None, [0, 2]] + signs * local[:, None, [3, 5]]).reshape(-1, 2)
+    c, s = np.cos(yaw), np.sin(yaw)
+    return corners @ np.array([[c, -s], [s, c]])  # x' = c x + s z, z' = -s x + c z
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool((a[0] < b[1]).all() and (b[0] < a[1]).all())
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -449,3 +520,4 @@ def _fractions(occluded: np.ndarray, present: np.ndarray, index: np.ndarray) -> 
     if total == 0:
         return [float("nan")] * (NUM_JOINTS + 1)
     return [*(counts / total).tolist(), float(counts.sum() / (total * NUM_JOINTS))]
+

@@ -198,7 +198,7 @@ def _parse_all(files: list[Path], workers: int | None, progress: bool):
     from tqdm import tqdm
 
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
-    bar = tqdm(total=len(files), desc="prepare", unit="file", disable=not progress)
+    bar = tqdm(total=len(files), desc="prepare", unit="file", disable=None if progress else True)
     with Pool(workers) if workers > 1 and len(files) > 64 else _Serial() as pool:
         for item in pool.imap(_parse_one, files, chunksize=16):
             bar.update()
