@@ -1,0 +1,183 @@
+"""registry.yaml: the benchmark catalogue. Loaded, validated, and resolved into mmengine Configs.
+
+Validation is strict on purpose: a typo in a key would otherwise silently fall back to a default and
+produce a number that is not what its record says.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from occbench.errors import OccbenchError
+
+DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
+
+# section: (required fields, optional fields) of each entry
+ENTRY_FIELDS = {
+    "datasets": ({"title", "source", "splits"}, {"citation", "samples", "split_sizes"}),
+    "occlusions": ({"title"}, {"citation"}),
+    "methods": ({"title", "stream", "citation"}, {"plugin"}),
+    "imputers": ({"title"}, {"citation", "plugin"}),
+    "protocols": ({"title"}, {"citation", "plugin"}),
+    "suites": (
+        {"title", "profile", "datasets", "occlusion", "methods", "imputers", "protocols", "seeds"},
+        set(),
+    ),
+}
+PROFILE_FIELDS = {"_base_", "data", "encoder", "pretrain", "methods", "protocols", "imputers"}
+DATASET_SOURCES = {"embedded", "prepared"}
+
+
+@dataclass
+class Catalogue:
+    path: Path
+    datasets: dict
+    occlusions: dict
+    methods: dict
+    imputers: dict
+    protocols: dict
+    profiles: dict
+    suites: dict
+
+    def profile(self, name: str) -> dict:
+        """The profile with its `_base_` chain merged in (base first)."""
+        if name not in self.profiles:
+            raise OccbenchError(f"unknown profile {name!r}: choose from {', '.join(self.profiles)} ({self.path})")
+        chain, current = [], name
+        while current is not None:
+            if current in chain:
+                raise OccbenchError(f"{self.path}: profiles.{name}: _base_ chain loops through {current!r}")
+            chain.append(current)
+            current = self.profiles[current].get("_base_")
+        merged: dict = {}
+        for link in reversed(chain):
+            merged = merge(merged, {k: v for k, v in self.profiles[link].items() if k != "_base_"})
+        return merged
+
+    def suite(self, name: str) -> dict:
+        if name not in self.suites:
+            raise OccbenchError(f"unknown suite {name!r}: choose from {', '.join(self.suites)} ({self.path})")
+        return self.suites[name]
+
+
+def load_catalogue(path: str | Path | None = None) -> Catalogue:
+    path = Path(path) if path else DEFAULT_REGISTRY
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise OccbenchError(f"{path}: cannot read the registry ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise OccbenchError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    _validate(path, raw)
+    return Catalogue(path=path, **raw)
+
+
+def _validate(path: Path, raw) -> None:
+    def fail(key: str, problem: str):
+        raise OccbenchError(f"{path}: {key}: {problem}")
+
+    if not isinstance(raw, dict):
+        fail("(top)", "expected a mapping of sections")
+    sections = set(ENTRY_FIELDS) | {"profiles"}
+    for key in raw:
+        if key not in sections:
+            fail(key, f"unknown section; expected one of {', '.join(sorted(sections))}")
+    for section in sections:
+        if not isinstance(raw.get(section), dict) or not raw[section]:
+            fail(section, "missing or empty section")
+    for section, (required, optional) in ENTRY_FIELDS.items():
+        for name, entry in raw[section].items():
+            key = f"{section}.{name}"
+            if not isinstance(entry, dict):
+                fail(key, "expected a mapping")
+            for field in entry:
+                if field not in required | optional:
+                    fail(f"{key}.{field}", f"unknown key; allowed: {', '.join(sorted(required | optional))}")
+            for field in sorted(required - set(entry)):
+                fail(f"{key}.{field}", "missing required field")
+    for name, entry in raw["datasets"].items():
+        if entry["source"] not in DATASET_SOURCES:
+            fail(f"datasets.{name}.source", f"must be one of {', '.join(sorted(DATASET_SOURCES))}")
+    for name, profile in raw["profiles"].items():
+        _validate_profile(raw, f"profiles.{name}", profile, fail)
+    for name, suite in raw["suites"].items():
+        _validate_suite(raw, f"suites.{name}", suite, fail)
+
+
+def _validate_profile(raw: dict, key: str, profile, fail) -> None:
+    if not isinstance(profile, dict):
+        fail(key, "expected a mapping")
+    for field in profile:
+        if field not in PROFILE_FIELDS:
+            fail(f"{key}.{field}", f"unknown key; allowed: {', '.join(sorted(PROFILE_FIELDS))}")
+    base = profile.get("_base_")
+    if base is not None and base not in raw["profiles"]:
+        fail(f"{key}._base_", f"unknown profile {base!r}")
+    for section in ("methods", "protocols", "imputers"):
+        for name in profile.get(section) or {}:
+            if name not in raw[section]:
+                fail(f"{key}.{section}.{name}", f"not in the {section} section")
+
+
+def _validate_suite(raw: dict, key: str, suite: dict, fail) -> None:
+    if suite["profile"] not in raw["profiles"]:
+        fail(f"{key}.profile", f"unknown profile {suite['profile']!r}")
+    if suite["occlusion"] not in raw["occlusions"]:
+        fail(f"{key}.occlusion", f"unknown occlusion {suite['occlusion']!r}")
+    for item in suite["datasets"]:
+        dataset, _, split = str(item).partition("/")
+        if dataset not in raw["datasets"] or split not in raw["datasets"][dataset]["splits"]:
+            fail(f"{key}.datasets", f"{item!r} is not a known dataset/split")
+    for section in ("methods", "imputers", "protocols"):
+        names = suite[section]
+        if names == "all":
+            continue
+        for name in names:
+            if name not in raw[section]:
+                fail(f"{key}.{section}", f"unknown {section.removesuffix('s')} {name!r}")
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep merge: mappings merge key by key, anything else in `override` replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(config: dict, options: list[str] | None) -> dict:
+    """`--cfg-options key.sub=value ...` onto a resolved config (values like 1e-3, [1, 2], true, adam)."""
+    from mmengine.config import Config
+
+    if not options:
+        return config
+    parsed = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise OccbenchError(f"--cfg-options {option!r}: expected key=value, e.g. pretrain.epochs=10")
+        parsed[key] = _parse_value(option, value)
+    resolved = Config(copy.deepcopy(config))
+    resolved.merge_from_dict(parsed)
+    return resolved.to_dict()
+
+
+def _parse_value(option: str, value: str):
+    try:
+        return ast.literal_eval(value)  # numbers (1e-3 too), lists, tuples, dicts, True/None
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        return yaml.safe_load(value)  # true/false/null and bare strings
+    except yaml.YAMLError:
+        raise OccbenchError(f"--cfg-options {option!r}: cannot read the value; quote strings, e.g. key='a b'") from None

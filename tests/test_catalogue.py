@@ -1,0 +1,61 @@
+import pytest
+import yaml
+
+from occbench.catalogue import DEFAULT_REGISTRY, apply_overrides, load_catalogue
+from occbench.errors import OccbenchError
+
+
+def test_the_shipped_registry_is_valid():
+    catalogue = load_catalogue()
+    assert set(catalogue.methods) == {"skeletonclr", "crossclr", "aimclr", "pstl", "opstl"}
+    assert catalogue.datasets["ntu120"]["split_sizes"]["xset"] == [54468, 59477]
+    paper, quick = catalogue.profile("paper"), catalogue.profile("quick")
+    assert paper["methods"]["skeletonclr"]["queue_size"] == 32768
+    assert paper["methods"]["opstl"]["mask_joint"] == 9 and paper["methods"]["pstl"]["mask_joint"] == 8
+    # quick inherits what it does not change
+    assert quick["methods"]["opstl"]["mask_joint"] == 9 and quick["methods"]["opstl"]["projector_dim"] == 512
+    assert quick["pretrain"]["optimizer"] == paper["pretrain"]["optimizer"]
+    assert catalogue.suite("quick")["imputers"] == ["none", "random", "knn"]
+
+
+def write_registry(tmp_path, edit):
+    raw = yaml.safe_load(DEFAULT_REGISTRY.read_text())
+    edit(raw)
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda r: r["methods"]["pstl"].update(strem="J"), "methods.pstl.strem: unknown key"),
+        (lambda r: r["methods"]["pstl"].pop("citation"), "methods.pstl.citation: missing required field"),
+        (lambda r: r.update(extras={}), "extras: unknown section"),
+        (lambda r: r["profiles"]["quick"].update(_base_="papr"), "profiles.quick._base_: unknown profile 'papr'"),
+        (lambda r: r["profiles"]["paper"]["methods"].update(simclr={}), "profiles.paper.methods.simclr"),
+        (lambda r: r["suites"]["quick"].update(datasets=["ntu60/xset"]), "suites.quick.datasets"),
+        (lambda r: r["datasets"]["ntu60"].update(source="web"), "datasets.ntu60.source"),
+    ],
+)
+def test_invalid_registry_names_the_key(tmp_path, edit, words):
+    with pytest.raises(OccbenchError, match=words.replace("(", r"\(")):
+        load_catalogue(write_registry(tmp_path, edit))
+
+
+def test_unreadable_registry(tmp_path):
+    with pytest.raises(OccbenchError, match="cannot read"):
+        load_catalogue(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("methods: [\n")
+    with pytest.raises(OccbenchError, match="not valid YAML"):
+        load_catalogue(tmp_path / "bad.yaml")
+
+
+def test_command_line_overrides():
+    profile = load_catalogue().profile("quick")
+    out = apply_overrides(profile, ["pretrain.epochs=10", "methods.pstl.lambd=1e-3", "data.frames=[1, 2]"])
+    assert out["pretrain"]["epochs"] == 10 and out["methods"]["pstl"]["lambd"] == 1e-3
+    assert out["data"]["frames"] == [1, 2] and out["data"]["batch_size"] == profile["data"]["batch_size"]
+    assert profile["pretrain"]["epochs"] == 4  # the input is not modified
+    with pytest.raises(OccbenchError, match="expected key=value"):
+        apply_overrides(profile, ["pretrain.epochs"])
