@@ -1,0 +1,150 @@
+"""Training loops on mmengine's optimiser wrappers and parameter schedulers, with checkpoints that resume.
+
+One loop serves pretraining and every protocol: `fit` runs epochs of `step(batch, epoch) -> losses`,
+steps the schedulers per epoch, calls `evaluate(epoch)` when asked, and after every epoch saves model,
+optimiser, schedulers, RNG states and history atomically, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmengine.optim import CosineAnnealingLR, LinearLR, MultiStepLR, OptimWrapper
+
+from occbench.errors import OccbenchError
+
+OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; returns a CPU generator for batch order and augmentations."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def build_optimizer(params, optimizer: dict) -> OptimWrapper:
+    settings = dict(optimizer)
+    kind = settings.pop("type")
+    if kind not in OPTIMIZERS:
+        raise OccbenchError(f"optimizer type {kind!r} is not supported: use one of {', '.join(OPTIMIZERS)}")
+    return OptimWrapper(OPTIMIZERS[kind](params, **settings))
+
+
+def build_schedulers(wrapper: OptimWrapper, schedule: dict, epochs: int) -> list:
+    """Per-epoch schedules: optional linear warm-up from 0, then `step` (milestones, gamma) or `cosine` to 0."""
+    warmup = int(schedule.get("warmup_epochs", 0))
+    schedulers = []
+    if warmup:
+        # lr rises linearly from ~0 at epoch 0 to the base lr at epoch `warmup` (PSTL's warm-up); mmengine's
+        # chained form divides by the start factor, so it starts at 1e-6 of the base lr rather than 0.
+        schedulers.append(LinearLR(wrapper, start_factor=1e-6, end_factor=1.0, begin=0, end=warmup + 1))
+    kind = schedule.get("type", "constant")
+    if kind == "step":
+        schedulers.append(MultiStepLR(wrapper, milestones=list(schedule["milestones"]), gamma=schedule["gamma"]))
+    elif kind == "cosine":
+        schedulers.append(CosineAnnealingLR(wrapper, T_max=max(1, epochs - warmup), eta_min=0.0,
+                                            begin=warmup, end=epochs))
+    elif kind != "constant":
+        raise OccbenchError(f"schedule type {kind!r} is not supported: use step, cosine or constant")
+    return schedulers
+
+
+class Checkpoint:
+    """`last.pth` in a folder, written atomically."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / "last.pth"
+
+    def save(self, state: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".pth.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a damaged checkpoint is restarted, never silently half-used
+            raise OccbenchError(f"{self.path}: unreadable checkpoint ({err}); delete it to start over") from None
+
+
+def fit(
+    model: torch.nn.Module,
+    step: Callable[[object, int], dict],
+    batches: Callable[[int, torch.Generator], Iterable],
+    epochs: int,
+    optimizer: dict,
+    schedule: dict,
+    generator: torch.Generator,
+    checkpoint: Checkpoint | None = None,
+    evaluate: Callable[[int], dict] | None = None,
+    eval_every: int = 1,
+    params=None,
+    after_step: Callable[[int, int], None] | None = None,
+    progress: str | None = None,
+    train_mode: bool = True,
+) -> list[dict]:
+    """Train for `epochs`; returns the per-epoch history (mean losses, and metrics when evaluated)."""
+    from tqdm import tqdm
+
+    wrapper = build_optimizer(params if params is not None else model.parameters(), optimizer)
+    schedulers = build_schedulers(wrapper, schedule, epochs)
+    history: list[dict] = []
+    start = 0
+    state = checkpoint.load() if checkpoint else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        wrapper.load_state_dict(state["optimizer"])
+        for scheduler, saved in zip(schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start = state["history"], state["epoch"] + 1
+    bar = tqdm(range(start, epochs), desc=progress, unit="epoch", disable=True if progress is None else None,
+               leave=False)
+    for epoch in bar:
+        model.train(train_mode)
+        totals: dict[str, float] = {}
+        count = 0
+        for index, batch in enumerate(batches(epoch, generator)):
+            losses = step(batch, epoch)
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                raise OccbenchError(
+                    f"loss became {loss.item()} at epoch {epoch}, step {index}; lower the learning rate "
+                    "(--cfg-options ...optimizer.lr=...) or check the input data for NaN"
+                )
+            wrapper.update_params(loss)
+            if after_step is not None:
+                after_step(epoch, index)
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach())
+            count += 1
+        record = {"epoch": epoch, "lr": wrapper.get_lr()["lr"][0]}
+        record.update({name: value / max(count, 1) for name, value in totals.items()})
+        for scheduler in schedulers:
+            scheduler.step()
+        if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+            model.eval()
+            with torch.no_grad():
+                record.update(evaluate(epoch))
+        history.append(record)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if isinstance(v, float) and math.isfinite(v)})
+        if checkpoint is not None:
+            checkpoint.save({
+                "model": model.state_dict(), "optimizer": wrapper.state_dict(),
+                "schedulers": [s.state_dict() for s in schedulers], "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch,
+            })
+    return history

@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from occbench.engine import Checkpoint, build_optimizer, build_schedulers, fit, seed_everything
+from occbench.errors import OccbenchError
+
+
+def lrs(schedule, epochs, lr=1.0):
+    wrapper = build_optimizer([torch.nn.Parameter(torch.zeros(1))], {"type": "SGD", "lr": lr})
+    schedulers = build_schedulers(wrapper, schedule, epochs)
+    out = []
+    for _ in range(epochs):
+        out.append(wrapper.get_lr()["lr"][0])
+        for s in schedulers:
+            s.step()
+    return out
+
+
+pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `scheduler.step\\(\\)` before")
+
+
+def test_step_schedule():
+    assert lrs({"type": "step", "milestones": [3], "gamma": 0.1}, 5) == pytest.approx([1, 1, 1, 0.1, 0.1])
+
+
+def test_warmup_then_cosine_like_pstl():
+    values = lrs({"type": "cosine", "warmup_epochs": 10}, 150, lr=5e-3)
+    assert values[0] < 1e-8 and values[5] == pytest.approx(2.5e-3) and values[10] == pytest.approx(5e-3)
+    assert values[80] == pytest.approx(5e-3 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 70 / 140)).item()))
+    assert values[-1] < 1e-5 and all(a >= b for a, b in zip(values[10:], values[11:], strict=False))
+
+
+def problem():
+    torch.manual_seed(0)
+    x = torch.randn(64, 5)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.1
+    return x, y
+
+
+def train(epochs, checkpoint=None, seed=0):
+    x, y = problem()
+    torch.manual_seed(123)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+    generator = seed_everything(seed)
+
+    def batches(epoch, gen):
+        order = torch.randperm(64, generator=gen)
+        for i in range(0, 64, 16):
+            yield order[i : i + 16]
+
+    def step(index, epoch):
+        return {"loss": ((model(x[index]).squeeze(1) - y[index]) ** 2).mean()}
+
+    history = fit(model, step, batches, epochs, {"type": "SGD", "lr": 0.05, "momentum": 0.9},
+                  {"type": "step", "milestones": [3], "gamma": 0.1}, generator, checkpoint=checkpoint)
+    return model, history
+
+
+def test_loss_goes_down():
+    _, history = train(6)
+    assert history[-1]["loss"] < history[0]["loss"] / 3
+
+
+def test_resume_continues_exactly(tmp_path):
+    full, full_history = train(5)
+    train(3, Checkpoint(tmp_path))  # "killed" after 3 epochs
+    resumed, history = train(5, Checkpoint(tmp_path))
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3, 4]
+    for a, b in zip(full.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert history[-1]["loss"] == pytest.approx(full_history[-1]["loss"])
+
+
+def test_nan_loss_is_a_clear_error():
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(OccbenchError, match="loss became nan at epoch 0"):
+        fit(model, lambda b, e: {"loss": model(b).sum() * float("nan")}, lambda e, g: [torch.ones(2, 1)], 1,
+            {"type": "SGD", "lr": 0.1}, {}, torch.Generator())
+
+
+def test_damaged_checkpoint(tmp_path):
+    (tmp_path / "last.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(OccbenchError, match="unreadable checkpoint"):
+        Checkpoint(tmp_path).load()
+
+
+def test_unknown_optimizer():
+    with pytest.raises(OccbenchError, match="optimizer type 'Lion'"):
+        build_optimizer([torch.nn.Parameter(torch.zeros(1))], {"type": "Lion", "lr": 1})
