@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = data_commands.add_parser("info", help="summary of a prepared dataset: samples, splits, occlusion")
     p.add_argument("data", type=Path)
     p.set_defaults(func=_info)
+
+    from occbench.report import add_table_command
+
+    add_table_command(commands)
+
+    p = commands.add_parser("plugins", help="list the installed plugins and what each registered")
+    p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME", help="block a plugin")
+    p.set_defaults(func=_plugins)
     return parser
 
 
@@ -173,6 +181,8 @@ def _info(args) -> None:
 
 
 def _pipeline(args) -> None:
+    import numpy as np
+
     from occbench.data.embedded import embedded_datasets
     from occbench.data.occlusion import occlusion_report
     from occbench.data.show import show_sample
@@ -183,8 +193,25 @@ def _pipeline(args) -> None:
     print(_summary(sets["occluded"]))
     print(_report_table(occlusion_report(sets["occluded_raw"])))
     occluded = sets["occluded_raw"]
-    worst = int(occluded.mask.sum(axis=(1, 2, 3)).argmin()) if len(occluded) else 0
-    print(f"wrote {show_sample(occluded.names[worst], args.show, data=occluded.path)}")
+    # A typical picture: the sample whose occluded fraction is nearest a third.
+    hidden = (occluded.present[:, :, None, :] & ~occluded.mask).sum(axis=(1, 2, 3))
+    fraction = hidden / np.maximum(occluded.present.sum(axis=(1, 2)) * 25, 1)
+    typical = int(np.abs(fraction - 1 / 3).argmin())
+    print(f"wrote {show_sample(occluded.names[typical], args.show, data=occluded.path)}")
+
+
+def _plugins(args) -> None:
+    from tabulate import tabulate
+
+    from occbench.plugins import load_plugins
+
+    host = load_plugins(disabled=args.disable_plugin)
+    rows = [
+        (info.name, info.distribution, info.version,
+         "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registered.items()) or "-")
+        for info in host.plugins
+    ]
+    print(tabulate(rows, headers=["plugin", "distribution", "version", "registered"], tablefmt="simple"))
 
 
 def _summary(dataset) -> str:

@@ -29,7 +29,8 @@ def test_prepare_from_the_command_line(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["data", "prepare", "--raw", "{tmp}/nowhere", "--out", "{tmp}/o", "--benchmark", "ntu60"], "no such directory"),
+        (["data", "prepare", "--raw", "{tmp}/nowhere", "--out", "{tmp}/o", "--benchmark", "ntu60"],
+         "no such directory"),
         (["data", "info", "{tmp}"], "not a prepared occbench dataset"),
         (["data", "prepare", "--raw", "{tmp}/bad", "--out", "{tmp}/o", "--benchmark", "ntu60"],
          "S001C001P001R001A002.skeleton, line 2"),
@@ -66,3 +67,15 @@ def test_console_script_is_installed():
     assert exe, "the occbench console script is not on PATH; install the package"
     done = subprocess.run([exe, "data", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "prepare" in done.stdout
+
+
+def test_plugins_lists_the_builtin_protocols(capsys):
+    code, out, _ = run(capsys, "plugins")
+    assert code == 0 and "protocols" in out and "linear, semi1, semi10, finetune, knn" in out
+    code, out, _ = run(capsys, "plugins", "--disable-plugin", "protocols")
+    assert code == 0 and "linear" not in out
+
+
+def test_table_of_the_published_numbers(capsys):
+    code, out, _ = run(capsys, "table", "--layout", "summary", "--dataset", "ntu60", "--occlusion", "realistic")
+    assert code == 0 and "IosPSTL" in out and "67.11" in out and "71.39" in out

@@ -153,6 +153,9 @@ def write_skeleton(
     z = np.where(np.abs(xyz[..., 2]) < 1e-6, 1e-6, xyz[..., 2])
     depth = np.stack([_DEPTH_C[0] + _DEPTH_F * xyz[..., 0] / z, _DEPTH_C[1] - _DEPTH_F * xyz[..., 1] / z], -1)
     color = np.stack([_COLOR_C[0] + _COLOR_F * xyz[..., 0] / z, _COLOR_C[1] - _COLOR_F * xyz[..., 1] / z], -1)
+    # Python floats format several times faster than numpy scalars.
+    fields = np.concatenate([xyz, depth, color], axis=-1).tolist()  # (T, B, 25, 7)
+    states = np.asarray(tracking, int).tolist()
     row = "%.7g %.7g %.7g %.7g %.7g %.7g %.7g 1 0 0 0 %d"
     out = [str(n_frames)]
     for t in range(n_frames):
@@ -161,6 +164,5 @@ def write_skeleton(
         for b in slots:
             out.append(f"{int(body_ids[b])} 0 1 1 1 1 0 0 0 2")
             out.append(str(NUM_JOINTS))
-            for j in range(NUM_JOINTS):
-                out.append(row % (*xyz[t, b, j], *depth[t, b, j], *color[t, b, j], int(tracking[t, b, j])))
+            out.extend(row % (*joint, state) for joint, state in zip(fields[t][b], states[t][b], strict=True))
     Path(path).write_bytes(("\r\n".join(out) + "\r\n").encode("ascii"))
