@@ -1,0 +1,585 @@
+"""Tables from result records, laid out like the paper's: markdown, LaTeX (booktabs), CSV and JSON.
+
+Layouts (top-1 accuracy in %):
+
+* ``imputers`` (Tables II/III): rows method x stream; columns imputer (none, random, knn) x split; the
+  imputed cells show their change against ``none`` of the same method and split, with an arrow.
+* ``protocols`` (Table IV): rows protocol x method; columns dataset x split; cells on imputed data with
+  their change against the same protocol on non-imputed data.
+* ``summary`` (Table I): baselines without imputation and IosPSTL (OPSTL + KNN imputation), linear protocol.
+
+Fields a layout does not put in rows or columns (dataset, occlusion, protocol, profile...) split the
+records into one table per value; unless filtered, clean data (occlusion ``none``) is left out of
+occlusion tables and the imputers and summary layouts use the linear protocol when there is one.
+
+Published numbers (``provenance.source == "paper"``) are shown only when there is nothing else, or beside
+ours with ``compare="paper"``. Like `store`, this module imports neither torch nor pandas.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import statistics
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+from occbench.errors import OccbenchError
+from occbench.store import PAPER_RECORDS, RecordWarning, flat_rows, load_records
+
+KEY = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "profile")
+FILTERS = ("dataset", "split", "protocol", "imputer", "occlusion", "method", "profile")
+FORMATS = ("markdown", "latex", "csv", "json")
+ORDER = {
+    "method": ("skeletonclr", "crossclr", "aimclr", "pstl", "opstl"),
+    "imputer": ("none", "random", "knn"),
+    "dataset": ("ntu60", "ntu120", "synthetic"),
+    "split": ("xsub", "xview", "xset"),
+    "protocol": ("finetune", "semi1", "semi10", "linear"),
+    "occlusion": ("realistic", "random", "inferred", "none"),
+}
+LABELS = {
+    "method": {"skeletonclr": "SkeletonCLR", "crossclr": "CrosSCLR", "aimclr": "AimCLR", "pstl": "PSTL",
+               "opstl": "OPSTL"},
+    "dataset": {"ntu60": "NTU-60", "ntu120": "NTU-120"},
+    "protocol": {"linear": "linear", "finetune": "finetune", "semi1": "semi 1%", "semi10": "semi 10%"},
+}
+TITLES = {"protocol": {"linear": "linear evaluation"}, "occlusion": {"none": "no occlusion"}}
+
+
+# ------------------------------------------------------------------------------------------- layouts
+
+
+@dataclass(frozen=True)
+class Layout:
+    context: tuple[str, ...]  # one table per value of these
+    rows: tuple[str, ...]
+    columns: tuple[str, str]  # (grouped header, sub-header)
+    header: tuple[str, ...]  # the row-label columns
+    shown: Callable[[dict], bool] = lambda key: True
+    baseline: Callable[[dict], dict | None] = lambda key: None
+    change_note: str = ""
+
+
+def _against_none(key: dict) -> dict | None:
+    return None if key["imputer"] == "none" else key | {"imputer": "none"}
+
+
+def _in_summary(key: dict) -> bool:
+    # Table I: every baseline without imputation, and OPSTL only as IosPSTL (with the KNN imputer).
+    return key["imputer"] == ("knn" if key["method"] == "opstl" else "none")
+
+
+LAYOUTS = {
+    "imputers": Layout(("dataset", "occlusion", "protocol", "profile"), ("method", "stream"), ("imputer", "split"),
+                       ("method", "stream"), baseline=_against_none,
+                       change_note="change against no imputation (none) of the same method and split"),
+    "protocols": Layout(("occlusion", "imputer", "profile"), ("protocol", "method", "stream"),
+                        ("dataset", "split"), ("protocol", "method", "stream"), baseline=_against_none,
+                        change_note="change against the same protocol on non-imputed data"),
+    "summary": Layout(("occlusion", "protocol", "profile"), ("method", "stream", "imputer"), ("dataset", "split"),
+                      ("method", "stream"), shown=_in_summary),
+}
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+@dataclass
+class Stat:
+    mean: float
+    std: float | None
+    seeds: int
+
+
+@dataclass
+class Cell:
+    stat: Stat | None = None
+    change: float | None = None  # signed, against the layout's baseline cell
+    change_abs: float | None = None  # published magnitude whose sign was lost (Table IV)
+    paper: float | None = None
+
+
+@dataclass
+class Table:
+    layout: str
+    context: dict
+    row_keys: list[dict]
+    col_keys: list[dict]
+    cells: list[list[Cell]]
+    published_only: bool = False
+    compare: bool = False
+    citations: list[str] = field(default_factory=list)
+
+
+# -------------------------------------------------------------------------------------------- render
+
+
+def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare: str | None = None,
+           **filters: str | None) -> str:
+    """The tables of `layout` for the records in `frame` (a DataFrame from `records_frame`, flat rows, or
+    records), as text in `fmt`. `compare="paper"` puts the published number beside each of ours;
+    `filters` (dataset, split, protocol, imputer, occlusion, method, profile) keep matching records only."""
+    _check_options(layout, fmt, compare, filters)
+    filters = {name: value for name, value in filters.items() if value is not None}
+    rows = _as_rows(frame)
+    if not rows:
+        raise OccbenchError("no result records to tabulate")
+    paper = [row for row in rows if row.get("source") == "paper"]
+    ours = [row for row in rows if row.get("source") != "paper"]
+    if compare and not paper:
+        raise OccbenchError("--compare paper: no published records among the results (they are in results/paper/)")
+    # With nothing of ours, the published numbers are the table; otherwise they only appear beside ours.
+    tables = build_tables(ours or paper, paper, layout, filters, compare=bool(compare and ours),
+                          published_only=not ours)
+    return FORMATTERS[fmt](tables)
+
+
+def _check_options(layout: str, fmt: str, compare: str | None, filters: dict) -> None:
+    if layout not in LAYOUTS:
+        raise OccbenchError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+    if fmt not in FORMATTERS:
+        raise OccbenchError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if compare not in (None, "paper"):
+        raise OccbenchError(f"unknown comparison {compare!r}; the one available is 'paper'")
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise OccbenchError(f"unknown filter {unknown[0]!r}; filters: {', '.join(FILTERS)}")
+
+
+def _as_rows(frame: Any) -> list[dict]:
+    """Flat dict rows from a DataFrame, flat rows or records, with pandas' missing values made None."""
+    if hasattr(frame, "to_dict"):
+        rows = frame.to_dict("records")
+    else:
+        rows = list(frame)
+        if rows and "cell" in rows[0]:
+            rows = flat_rows(rows)
+    return [{name: _plain(value) for name, value in row.items()} for row in rows]
+
+
+def _plain(value: Any) -> Any:
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy scalar
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict, compare: bool = False,
+                 published_only: bool = False) -> list[Table]:
+    """The tables of one layout: one per combination of the layout's context fields that has results."""
+    spec = LAYOUTS[layout]
+    rows = _filtered(rows, {name: value for name, value in filters.items() if name != "imputer"})
+    stats, changes_abs = _stats(_latest_per_seed(rows))
+    # The imputer filter picks the cells shown; the non-imputed baselines stay available for the changes.
+    shown = [key for key in map(_key_dict, stats) if spec.shown(key)
+             and str(key["imputer"]) == str(filters.get("imputer", key["imputer"]))]
+    if not shown:
+        raise OccbenchError(f"no {layout} table in these results{_describe(filters)}")
+    published = _paper_lookup(paper)
+    tables = []
+    for context in _contexts(spec, shown, filters):
+        keys = [key for key in shown if all(key[name] == value for name, value in context.items())]
+        if keys:
+            table = _table(layout, context, keys, stats, changes_abs, published if compare else {})
+            table.published_only, table.compare = published_only, compare
+            table.citations = _citations(keys, published) if published_only or compare else []
+            tables.append(table)
+    return tables
+
+
+def _filtered(rows: list[dict], filters: dict) -> list[dict]:
+    for name, value in filters.items():
+        present = sorted({str(row.get(name)) for row in rows})
+        rows = [row for row in rows if str(row.get(name)) == str(value)]
+        if not rows:
+            raise OccbenchError(f"no results with {name} {value!r}; present: {', '.join(present)}")
+    return rows
+
+
+def _describe(filters: dict) -> str:
+    return "".join(f", {name} {value}" for name, value in filters.items())
+
+
+def _latest_per_seed(rows: list[dict]) -> list[dict]:
+    """One run per cell and seed: a re-run (or a copy of the folder) must not count a seed twice."""
+    latest: dict[tuple, dict] = {}
+    for index, row in enumerate(rows):
+        seed = row.get("seed")
+        slot = (*(row.get(name) for name in KEY), seed if seed is not None else f"unseeded-{index}")
+        if slot not in latest or str(row.get("finished") or "") >= str(latest[slot].get("finished") or ""):
+            latest[slot] = row
+    return list(latest.values())
+
+
+def _stats(rows: list[dict]) -> tuple[dict[tuple, Stat], dict[tuple, float]]:
+    """Top-1 mean, standard deviation and run count per cell (the seeds), and any published |change|."""
+    values: dict[tuple, list[float]] = {}
+    changes_abs = {}
+    for row in rows:
+        key = tuple(row.get(name) for name in KEY)
+        if row.get("top1") is not None:
+            values.setdefault(key, []).append(float(row["top1"]))
+        if row.get("top1_change_abs") is not None:
+            changes_abs[key] = float(row["top1_change_abs"])
+    stats = {key: Stat(statistics.fmean(runs), statistics.stdev(runs) if len(runs) > 1 else None, len(runs))
+             for key, runs in values.items()}
+    return stats, changes_abs
+
+
+def _key_dict(key: tuple) -> dict:
+    return dict(zip(KEY, key, strict=True))
+
+
+def _paper_key(key: dict) -> tuple:
+    # Matched on everything but the profile: the paper's own training is what the `paper` profile reproduces.
+    return tuple(key.get(name) for name in KEY if name != "profile")
+
+
+def _paper_lookup(paper: list[dict]) -> dict[tuple, tuple[float, str | None]]:
+    """Published top-1 and its citation per cell."""
+    return {_paper_key(row): (float(row["top1"]), row.get("citation")) for row in paper if row.get("top1") is not None}
+
+
+def _contexts(spec: Layout, shown: list[dict], filters: dict) -> list[dict]:
+    choices = [_context_values(name, {key[name] for key in shown}, filters) for name in spec.context]
+    return [dict(zip(spec.context, values, strict=True)) for values in product(*choices)]
+
+
+def _context_values(name: str, present: set, filters: dict) -> list:
+    """Which values of a context field get a table when the user did not choose one."""
+    if name in filters:
+        return [value for value in present if str(value) == str(filters[name])]
+    if name == "imputer" and "knn" in present:
+        present = {"knn"}  # Table IV: the KNN-imputed data, against the non-imputed baseline
+    if name in ("occlusion", "imputer") and present - {"none"}:
+        present = present - {"none"}  # nothing to impute on clean data; in protocols, none is the baseline
+    if name == "protocol" and "linear" in present:
+        present = {"linear"}
+    return sorted(present, key=lambda value: _rank(name, value))
+
+
+def _rank(name: str, value: Any) -> tuple:
+    if name == "stream":
+        return (str(value).count("+"), str(value))
+    order = ORDER.get(name, ())
+    return (order.index(value) if value in order else len(order), str(value))
+
+
+def _table(layout: str, context: dict, keys: list[dict], stats: dict, changes_abs: dict, published: dict) -> Table:
+    spec = LAYOUTS[layout]
+    row_keys = _distinct(keys, spec.rows)
+    col_keys = _distinct(keys, spec.columns)
+    cells = [[_cell(context | row | col, spec, stats, changes_abs, published) for col in col_keys]
+             for row in row_keys]
+    return Table(layout, context, row_keys, col_keys, cells)
+
+
+def _distinct(keys: list[dict], fields: tuple[str, ...]) -> list[dict]:
+    unique = {tuple(key[name] for name in fields) for key in keys}
+    ordered = sorted(unique, key=lambda values: [_rank(*pair) for pair in zip(fields, values, strict=True)])
+    return [dict(zip(fields, values, strict=True)) for values in ordered]
+
+
+def _cell(key: dict, spec: Layout, stats: dict, changes_abs: dict, published: dict) -> Cell:
+    as_tuple = tuple(key[name] for name in KEY)
+    cell = Cell(stats.get(as_tuple), change_abs=changes_abs.get(as_tuple))
+    cell.paper = published.get(_paper_key(key), (None, None))[0]
+    baseline = spec.baseline(key)
+    if cell.stat and baseline:
+        base = stats.get(tuple(baseline[name] for name in KEY))
+        cell.change = cell.stat.mean - base.mean if base else None
+    return cell
+
+
+def _citations(keys: list[dict], published: dict) -> list[str]:
+    """The sources of the published numbers a table shows, in order of first use."""
+    found = (published.get(_paper_key(key), (None, None))[1] for key in keys)
+    return list(dict.fromkeys(citation for citation in found if citation))
+
+
+# ------------------------------------------------------------------------------------- text of cells
+
+
+@dataclass(frozen=True)
+class Style:
+    up: str
+    down: str
+    pm: str
+    minus: str
+    delta: str
+    missing: str
+    dash: str  # for ranges
+    sep: str  # between the parts of a title
+    escape: Callable[[str], str]
+
+
+def _latex_escape(text: str) -> str:
+    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    text = "".join(special.get(ch, ch) for ch in text)
+    return re.sub(r'"([^"]*)"', r"``\1''", text)  # typographic quotes; a straight " prints as a closing one
+
+
+MARKDOWN = Style("↑", "↓", "±", "-", "Δ", "–", "–", " · ", lambda text: text.replace("|", "/"))
+LATEX = Style(r"$\uparrow$", r"$\downarrow$", r"$\pm$", "$-$", r"$\Delta$", "--", "--", ", ", _latex_escape)
+
+
+def cell_text(cell: Cell, style: Style, compare: bool = False) -> str:
+    """``57.61 (+0.87 ↑)``, ``56.74 ± 0.30``, ``70.58 (Δ 3.22)``, and ``ours / paper`` when comparing."""
+    text = _value_text(cell, style)
+    if compare:
+        text += " / " + (f"{cell.paper:.2f}" if cell.paper is not None else style.missing)
+    return text
+
+
+def _value_text(cell: Cell, style: Style) -> str:
+    if cell.stat is None:
+        return style.missing
+    text = f"{cell.stat.mean:.2f}"
+    if cell.stat.std is not None:
+        text += f" {style.pm} {cell.stat.std:.2f}"
+    if cell.change is not None:
+        text += f" ({_signed(cell.change, style)})"
+    elif cell.change_abs is not None:
+        text += f" ({style.delta} {cell.change_abs:.2f})"
+    return text
+
+
+def _signed(change: float, style: Style) -> str:
+    change = round(change, 2)
+    if change == 0:
+        return "0.00"
+    arrow = style.up if change > 0 else style.down
+    return f"{'+' if change > 0 else style.minus}{abs(change):.2f} {arrow}"
+
+
+def _label(name: str, value: Any) -> str:
+    return LABELS.get(name, {}).get(value, str(value))
+
+
+def row_labels(table: Table) -> list[list[str]]:
+    """The row-label columns: the paper's names (2s-CrosSCLR for two streams, IosPSTL in the summary)."""
+    header = LAYOUTS[table.layout].header
+    labels = []
+    for key in table.row_keys:
+        names = {name: _label(name, key[name]) for name in header}
+        if "method" in header:
+            names["method"] = _method_label(key, table.layout)
+        labels.append([names[name] for name in header])
+    return labels
+
+
+def _method_label(key: dict, layout: str) -> str:
+    if layout == "summary" and key["method"] == "opstl" and key["imputer"] == "knn":
+        return "IosPSTL"
+    streams = str(key["stream"]).count("+") + 1
+    return (f"{streams}s-" if streams > 1 else "") + _label("method", key["method"])
+
+
+def title(table: Table, style: Style) -> str:
+    parts = ["Top-1 accuracy (%)"]
+    for name, value in table.context.items():
+        if name == "profile" and value == "paper":
+            continue
+        text = TITLES.get(name, {}).get(value, _label(name, value))
+        parts.append({"occlusion": f"{text} occlusion", "imputer": f"{text} imputation",
+                      "profile": f"profile {text}"}.get(name, text) if value != "none" else text)
+    if table.published_only:
+        parts.append("published numbers")
+    return style.escape(style.sep.join(parts))
+
+
+def notes(table: Table, style: Style) -> list[str]:
+    """The sentences under a table: what the numbers are averaged over and what the brackets mean."""
+    lines = [] if table.published_only else [_seeds_note(table, style)]
+    if any(cell.change is not None for row in table.cells for cell in row):
+        lines.append(f"({style.up}/{style.down}): {LAYOUTS[table.layout].change_note}.")
+    if any(cell.change_abs is not None and cell.change is None for row in table.cells for cell in row):
+        lines.append(f"({style.delta} x): size of the published change against non-imputed data; "
+                     "its sign was lost in the text.")
+    if table.compare:
+        lines.append(f"Each cell: ours / published; {style.missing} where there is no number.")
+    lines += [style.escape(f"Published: {citation}.") for citation in table.citations]
+    return lines
+
+
+def _seeds_note(table: Table, style: Style) -> str:
+    seeds = [cell.stat.seeds for row in table.cells for cell in row if cell.stat]
+    low, high = min(seeds), max(seeds)
+    if high == 1:
+        return "One run per cell."
+    runs = f"{high}" if low == high else f"{low}{style.dash}{high}"
+    return f"Mean {style.pm} standard deviation over {runs} seeds per cell."
+
+
+# ------------------------------------------------------------------------------------------- formats
+
+
+def to_markdown(tables: list[Table]) -> str:
+    from tabulate import tabulate  # small, but only needed here
+
+    blocks = []
+    for table in tables:
+        header = [*LAYOUTS[table.layout].header, *_column_titles(table, " ")]
+        body = [labels + [cell_text(cell, MARKDOWN, table.compare) for cell in row]
+                for labels, row in zip(_blank_repeats(row_labels(table)), table.cells, strict=True)]
+        align = ["left"] * len(LAYOUTS[table.layout].header) + ["right"] * len(table.col_keys)
+        grid = tabulate(body, headers=header, tablefmt="github", disable_numparse=True, colalign=align)
+        blocks.append("\n\n".join([f"**{title(table, MARKDOWN)}**", grid, "\n".join(notes(table, MARKDOWN))]))
+    return "\n\n".join(blocks)
+
+
+def _column_titles(table: Table, joiner: str) -> list[str]:
+    group, sub = LAYOUTS[table.layout].columns
+    return [f"{_label(group, key[group])}{joiner}{_label(sub, key[sub])}" for key in table.col_keys]
+
+
+def _blank_repeats(labels: list[list[str]]) -> list[list[str]]:
+    """Show a leading label (the protocol of Table IV) only where it changes, as the paper does."""
+    if len(labels[0]) < 3:
+        return labels
+    return [([""] if i and label[0] == labels[i - 1][0] else label[:1]) + label[1:] for i, label in enumerate(labels)]
+
+
+def to_latex(tables: list[Table]) -> str:
+    return "\n\n".join(_latex_table(table) for table in tables)
+
+
+def _latex_table(table: Table) -> str:
+    header = LAYOUTS[table.layout].header
+    caption = " ".join([title(table, LATEX) + "."] + notes(table, LATEX))
+    lines = [r"\begin{table}[htbp]", r"\centering", rf"\caption{{{caption}}}",
+             rf"\begin{{tabular}}{{{'l' * len(header)}{'c' * len(table.col_keys)}}}", r"\toprule",
+             *_latex_header(table, len(header)), r"\midrule"]
+    labels = row_labels(table)
+    for i, (label, row) in enumerate(zip(_blank_repeats(labels), table.cells, strict=True)):
+        if i and len(header) > 2 and labels[i][0] != labels[i - 1][0]:
+            lines.append(r"\midrule")
+        texts = [_latex_escape(text) for text in label] + [cell_text(cell, LATEX, table.compare) for cell in row]
+        lines.append(" & ".join(texts) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def _latex_header(table: Table, label_columns: int) -> list[str]:
+    """Two header rows: the grouped columns as multicolumns with cmidrules under them, then the sub-columns."""
+    group, sub = LAYOUTS[table.layout].columns
+    spans: list[list] = []  # [label, width] of consecutive columns sharing a group value
+    for key in table.col_keys:
+        if spans and spans[-1][0] == key[group]:
+            spans[-1][1] += 1
+        else:
+            spans.append([key[group], 1])
+    tops, rules, start = [""] * label_columns, [], label_columns + 1
+    for value, width in spans:
+        tops.append(rf"\multicolumn{{{width}}}{{c}}{{{_latex_escape(_label(group, value))}}}")
+        rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+        start += width
+    names = [*LAYOUTS[table.layout].header, *(_label(sub, key[sub]) for key in table.col_keys)]
+    return [" & ".join(tops) + r" \\", " ".join(rules), " & ".join(map(_latex_escape, names)) + r" \\"]
+
+
+def tidy(tables: list[Table]) -> list[dict]:
+    """One dict per shown cell: what it is (context, row and column fields) and its numbers, unrounded."""
+    records = []
+    for table in tables:
+        for row_key, row in zip(table.row_keys, table.cells, strict=True):
+            for col_key, cell in zip(table.col_keys, row, strict=True):
+                if cell.stat is None and cell.paper is None:
+                    continue
+                records.append({"layout": table.layout} | table.context | row_key | col_key | _numbers(cell, table))
+    return records
+
+
+def _numbers(cell: Cell, table: Table) -> dict:
+    stat = cell.stat
+    numbers = {"top1": _round(stat and stat.mean), "top1_std": _round(stat and stat.std),
+               "seeds": stat.seeds if stat else 0, "change": _round(cell.change), "change_abs": cell.change_abs}
+    if table.compare:
+        numbers["paper_top1"] = cell.paper
+    numbers["source"] = "paper" if table.published_only else "occbench"
+    return numbers
+
+
+def _round(value: float | None) -> float | None:
+    # Differences of two-decimal numbers carry float noise (57.61 - 56.74 = 0.869999...).
+    return None if value is None else round(value, 6)
+
+
+def to_csv(tables: list[Table]) -> str:
+    records = tidy(tables)
+    columns = list(dict.fromkeys(name for record in records for name in record))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue().rstrip("\n")
+
+
+def to_json(tables: list[Table]) -> str:
+    return json.dumps(tidy(tables), indent=2, ensure_ascii=False)
+
+
+FORMATTERS: dict[str, Callable[[list[Table]], str]] = {
+    "markdown": to_markdown, "latex": to_latex, "csv": to_csv, "json": to_json,
+}
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def add_table_command(subparsers) -> None:
+    """Register ``occbench table`` on the CLI's subparsers."""
+    p = subparsers.add_parser("table", help="result tables: imputers (Tables II/III), protocols (IV), summary (I)")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="folder of result records, read recursively (default: results/)")
+    p.add_argument("--layout", choices=list(LAYOUTS), default="imputers", help="default imputers")
+    p.add_argument("--format", dest="fmt", choices=FORMATS, default="markdown", help="default markdown")
+    p.add_argument("--compare", choices=["paper"], help="put the published number beside each of ours")
+    for name in FILTERS:
+        p.add_argument(f"--{name}", help=f"only this {name}")
+    p.add_argument("--out", type=Path, help="write the table to this file instead of printing it")
+    p.set_defaults(func=_table_command)
+
+
+def _table_command(args) -> None:
+    rows = _load(args.results, with_paper=args.compare == "paper")
+    filters = {name: getattr(args, name) for name in FILTERS}
+    text = render(rows, args.layout, args.fmt, compare=args.compare, **filters)
+    if args.out is None:
+        print(text)
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+def _load(folder: Path, with_paper: bool) -> list[dict]:
+    """Flat rows of every record under `folder`; damaged files become one-line warnings on stderr."""
+    records = _load_warning(folder)
+    if not records:
+        raise OccbenchError(f"no occbench result records in {folder}; run `occbench run` first")
+    if with_paper and not any(record["provenance"].get("source") == "paper" for record in records):
+        records += _load_warning(PAPER_RECORDS) if PAPER_RECORDS.is_dir() else []
+    return flat_rows(records)
+
+
+def _load_warning(folder: Path) -> list[dict]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecordWarning)
+        records = load_records(folder)
+    for warning in caught:
+        print(f"occbench: warning: {warning.message}", file=sys.stderr)
+    return records

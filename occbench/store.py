@@ -1,0 +1,271 @@
+"""Result records: one JSON file per finished benchmark cell, written atomically, loaded in one call.
+
+A record (``"schema": 1``) has four parts::
+
+    {"schema": 1,
+     "cell":       {"method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile"},
+     "metrics":    {"top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs", ...},
+     "config":     the whole resolved config (null for published numbers),
+     "provenance": {"source": "occbench" | "paper", "citation", versions, git, device, world_size,
+                    global_batch, wall_seconds, finished, ...}}
+
+A results file holds one record, or a list of records (the published tables in ``results/paper/``).
+Every ``*.json`` under a results folder is read; JSON that is not a record (no ``"schema"``) is foreign
+and ignored, so a results folder may share space with other files.
+
+This module must not import torch or pandas at import time: ``occbench table`` starts from it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from occbench import __version__
+from occbench.errors import OccbenchError
+
+SCHEMA = 1
+CELL_FIELDS = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile")
+METRIC_FIELDS = ("top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs")
+# Provenance fields copied into the flat rows of `records_frame`; the rest (plugins, ...) stay nested.
+PROVENANCE_COLUMNS = ("source", "citation", "note", "occbench", "torch", "git", "device", "world_size",
+                      "global_batch", "wall_seconds", "finished")
+# The published numbers live beside the code in a source checkout (not in an installed wheel).
+PAPER_RECORDS = Path(__file__).resolve().parent.parent / "results" / "paper"
+
+
+class RecordWarning(UserWarning):
+    """A results file that could not be read as records; it is skipped, the message names it."""
+
+
+# ---------------------------------------------------------------------------------------------- build
+
+
+def make_record(cell: dict, metrics: dict, config: dict | None, provenance: dict) -> dict:
+    """A schema-1 record from its parts; missing metric fields are null so every record has the same keys."""
+    if "top1" not in metrics:
+        raise OccbenchError("record metrics lack 'top1'")
+    record = {
+        "schema": SCHEMA,
+        "cell": {field: cell.get(field) for field in CELL_FIELDS} | _extra(cell, CELL_FIELDS),
+        "metrics": {field: metrics.get(field) for field in METRIC_FIELDS} | _extra(metrics, METRIC_FIELDS),
+        "config": config,
+        "provenance": dict(provenance),
+    }
+    check_record(record)
+    return record
+
+
+def _extra(mapping: dict, known: tuple[str, ...]) -> dict:
+    return {key: value for key, value in mapping.items() if key not in known}
+
+
+def check_record(record: Any) -> None:
+    """Raise OccbenchError with the first thing that makes `record` not a usable schema-1 record."""
+    if not isinstance(record, dict) or "schema" not in record:
+        raise OccbenchError("not an occbench result record (no 'schema' field)")
+    if record["schema"] != SCHEMA:
+        raise OccbenchError(f"record schema {record['schema']!r}, this occbench reads schema {SCHEMA}")
+    for part in ("cell", "metrics", "provenance"):
+        if not isinstance(record.get(part), dict):
+            raise OccbenchError(f"record has no '{part}' object")
+    missing = [field for field in CELL_FIELDS if field not in record["cell"]]
+    if missing:
+        raise OccbenchError(f"record cell lacks {', '.join(missing)}")
+    if "top1" not in record["metrics"]:
+        raise OccbenchError("record metrics lack 'top1'")
+
+
+def provenance(*, plugins: dict[str, str] | None = None, device: str | None = None, world_size: int = 1,
+               global_batch: int | None = None, wall_seconds: float | None = None,
+               source: str = "occbench", citation: str | None = None) -> dict:
+    """Where and with what a result was made: versions, git commit, host, device and finishing time."""
+    return {
+        "source": source,
+        "citation": citation,
+        "occbench": __version__,
+        "torch": _torch_version(),
+        "python": platform.python_version(),
+        "plugins": dict(sorted((plugins or {}).items())),
+        "git": _git_commit(Path(__file__).resolve().parent),
+        "host": socket.gethostname(),
+        "device": device,
+        "world_size": world_size,
+        "global_batch": global_batch,
+        "wall_seconds": wall_seconds,
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _torch_version() -> str | None:
+    # Reading the installed metadata gives the version without paying for `import torch`.
+    if "torch" in sys.modules:
+        return str(sys.modules["torch"].__version__)
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit(folder: Path) -> str | None:
+    """The commit of the source tree occbench runs from; None for an installed copy or without git."""
+    try:
+        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
+# ---------------------------------------------------------------------------------------------- write
+
+
+def record_name(record: dict) -> str:
+    """A stable, readable file name from the cell, e.g. ``opstl-J-knn-ntu60-xsub-realistic-linear-paper-seed0.json``."""
+    cell = record["cell"]
+    parts = [cell[field] for field in CELL_FIELDS if field != "seed"] + [f"seed{cell['seed']}"]
+    return "-".join(_safe(str(part)) for part in parts) + ".json"
+
+
+def _safe(part: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "+._" else "_" for ch in part)
+
+
+def write_record(record: dict, folder: Path, name: str | None = None) -> Path:
+    """Write `record` to `folder`/`name` (default: `record_name`) so readers see the old file or the whole new one.
+
+    The text goes to a temporary file in the same folder (same file system), is flushed to disk, and then
+    renamed over the target with os.replace, which is atomic; on any failure the temporary file is removed
+    and the target is left as it was.
+    """
+    check_record(record)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (name or record_name(record))
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=f".{target.name}.",
+                                         suffix=".tmp", delete=False)
+    try:
+        with handle:
+            json.dump(_jsonable(_without_path(record)), handle, indent=2, allow_nan=False, default=_to_json)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, target)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _without_path(record: dict) -> dict:
+    # `path` is added by load_records to say where a record came from; it is not part of the stored record.
+    return {key: value for key, value in record.items() if key != "path"}
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN and infinities become null: a diverged run still gets a record, and the file stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _to_json(value: Any) -> Any:
+    """Config values json cannot write itself: paths, numpy scalars and arrays, sets, anything else as text."""
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
+
+
+# ----------------------------------------------------------------------------------------------- read
+
+
+def load_records(folder: Path | str) -> list[dict]:
+    """Every record in the ``*.json`` files under `folder` (recursively; or in one file), each with a ``path``
+    key added.
+
+    A file that is not valid JSON or holds a broken record is skipped with a RecordWarning naming it, so
+    one damaged file does not hide the other results. Foreign JSON (no ``"schema"``) is skipped silently.
+    """
+    folder = Path(folder)
+    if folder.is_file():
+        return _read_file(folder)
+    if not folder.is_dir():
+        raise OccbenchError(f"no such results folder: {folder}")
+    records = []
+    for path in sorted(folder.rglob("*.json")):
+        records.extend(_read_file(path))
+    return records
+
+
+def _read_file(path: Path) -> list[dict]:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        warnings.warn(f"skipped {path}: not readable JSON ({err})", RecordWarning, stacklevel=3)
+        return []
+    items = content if isinstance(content, list) else [content]
+    if not any(isinstance(item, dict) and "schema" in item for item in items):
+        return []  # foreign JSON
+    records = []
+    for index, item in enumerate(items):
+        where = f"{path}" if len(items) == 1 else f"{path} [item {index}]"
+        try:
+            check_record(item)
+        except OccbenchError as err:
+            warnings.warn(f"skipped {where}: {err}", RecordWarning, stacklevel=3)
+            continue
+        records.append(item | {"path": str(path)})
+    return records
+
+
+def flat_rows(records: Iterable[dict]) -> list[dict]:
+    """One flat dict per record: cell fields, metrics, the main provenance fields and the file path."""
+    return [_flatten(record) for record in records]
+
+
+def _flatten(record: dict) -> dict:
+    origin = record["provenance"]
+    row = dict(record["cell"]) | dict(record["metrics"])
+    row |= {field: origin.get(field) for field in PROVENANCE_COLUMNS}
+    row["path"] = record.get("path")
+    return row
+
+
+def records_frame(source: Path | str | Iterable[dict]):
+    """All records as a pandas DataFrame, one row per record (see `flat_rows` for the columns).
+
+    `source` is a results folder or records already loaded. pandas is imported here, not at module
+    import, to keep `occbench table` fast.
+    """
+    import pandas as pd
+
+    records = load_records(source) if isinstance(source, (str, Path)) else list(source)
+    rows = flat_rows(records)
+    columns = list(dict.fromkeys([*CELL_FIELDS, *METRIC_FIELDS, *PROVENANCE_COLUMNS, "path"]
+                                 + [key for row in rows for key in row]))
+    frame = pd.DataFrame(rows, columns=columns)
+    # Missing numbers are None in the records; as NaN the columns stay numeric (mean, groupby work).
+    numeric = [*METRIC_FIELDS, "top1_change_abs", "world_size", "global_batch", "wall_seconds"]
+    for name in [name for name in numeric if name in frame]:
+        frame[name] = pd.to_numeric(frame[name])
+    frame["seed"] = frame["seed"].astype("Int64")
+    return frame

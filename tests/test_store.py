@@ -1,0 +1,163 @@
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import occbench
+from occbench import store
+from occbench.errors import OccbenchError
+from occbench.store import RecordWarning, load_records, make_record, record_name, records_frame, write_record
+
+
+def a_record(seed=0, top1=67.11, **cell):
+    cell = dict(method="opstl", stream="J", imputer="knn", dataset="ntu60", split="xsub", occlusion="realistic",
+                protocol="linear", seed=seed, profile="paper") | cell
+    metrics = dict(top1=top1, top5=90.1, top1_last=66.8, top5_last=89.9, best_epoch=95, epochs=100)
+    config = {"optimizer": {"lr": 0.1}, "epochs": 100}
+    origin = {"source": "occbench", "citation": None, "occbench": "0.1.0", "torch": "2.13.0", "plugins": {},
+              "git": None, "device": "cpu", "world_size": 1, "global_batch": 128, "wall_seconds": 12.3,
+              "finished": "2026-11-21T22:00:00Z"}
+    return make_record(cell, metrics, config, origin)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.endswith(".tmp"))
+
+
+def test_round_trip(tmp_path):
+    record = a_record()
+    path = write_record(record, tmp_path)
+    assert path.name == "opstl-J-knn-ntu60-xsub-realistic-linear-paper-seed0.json"
+    (loaded,) = load_records(tmp_path)
+    assert loaded.pop("path") == str(path)
+    assert loaded == record
+    assert json.loads(path.read_text())["schema"] == 1
+
+
+def test_names_are_stable_readable_and_can_be_chosen(tmp_path):
+    record = a_record(stream="J+M", method="crossclr", seed=3)
+    assert record_name(record) == record_name(a_record(stream="J+M", method="crossclr", seed=3))
+    assert record_name(record) == "crossclr-J+M-knn-ntu60-xsub-realistic-linear-paper-seed3.json"
+    assert record_name(a_record(split="x/y")).startswith("opstl-J-knn-ntu60-x_y-")  # never a path separator
+    assert write_record(record, tmp_path, name="cell-42.json") == tmp_path / "cell-42.json"
+
+
+def test_a_write_leaves_no_temporary_file(tmp_path):
+    write_record(a_record(), tmp_path)
+    write_record(a_record(), tmp_path)  # overwrite in place
+    assert leftovers(tmp_path) == [] and len(list(tmp_path.iterdir())) == 1
+
+
+def _half_then_fail(obj, handle, **kwargs):
+    handle.write('{"schema": 1, "cell": {"meth')
+    raise RuntimeError("disk full")
+
+
+def test_a_failed_write_never_leaves_a_half_written_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(store.json, "dump", _half_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_record(a_record(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_overwrite_keeps_the_previous_record(tmp_path, monkeypatch):
+    path = write_record(a_record(top1=60.0), tmp_path)
+    before = path.read_bytes()
+    monkeypatch.setattr(store.json, "dump", _half_then_fail)
+    with pytest.raises(RuntimeError):
+        write_record(a_record(top1=70.0), tmp_path)
+    assert path.read_bytes() == before and leftovers(tmp_path) == []
+
+
+def test_awkward_values_are_written_as_strict_json(tmp_path):
+    record = a_record(top1=float("nan"))
+    record["config"] = {"root": Path("/data"), "lr": np.float32(0.5), "shape": (3, 50), "tags": {"b", "a"},
+                        "mean": np.array([1.0, 2.0]), "loss": float("inf")}
+    text = write_record(record, tmp_path).read_text()
+    loaded = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the file"))
+    assert loaded["metrics"]["top1"] is None
+    assert loaded["config"] == {"root": "/data", "lr": 0.5, "shape": [3, 50], "tags": ["a", "b"],
+                                "mean": [1.0, 2.0], "loss": None}
+
+
+def test_write_rejects_what_is_not_a_record(tmp_path):
+    with pytest.raises(OccbenchError, match="cell lacks stream, imputer, dataset"):
+        write_record({"schema": 1, "cell": {"method": "x"}, "metrics": {"top1": 1}, "provenance": {}}, tmp_path)
+    with pytest.raises(OccbenchError, match="metrics lack 'top1'"):
+        make_record(a_record()["cell"], {}, None, {})
+
+
+def test_load_reads_subfolders_and_lists_and_ignores_foreign_json(tmp_path):
+    write_record(a_record(seed=0), tmp_path / "runs")
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "table.json").write_text(json.dumps([a_record(seed=1), a_record(seed=2)]))
+    (tmp_path / "package.json").write_text('{"name": "not ours"}')
+    (tmp_path / "notes.txt").write_text("not json at all")
+    records = load_records(tmp_path)
+    assert sorted(record["cell"]["seed"] for record in records) == [0, 1, 2]
+    assert {Path(record["path"]).name for record in records} == {"table.json", record_name(a_record())}
+    assert len(load_records(tmp_path / "paper" / "table.json")) == 2  # one file is fine too
+
+
+def test_a_damaged_file_is_named_and_skipped(tmp_path):
+    write_record(a_record(), tmp_path)
+    (tmp_path / "broken.json").write_text('{"schema": 1, "cell": ')
+    (tmp_path / "future.json").write_text(json.dumps(a_record() | {"schema": 2}))
+    with pytest.warns(RecordWarning) as caught:
+        records = load_records(tmp_path)
+    assert len(records) == 1
+    messages = sorted(str(warning.message) for warning in caught)
+    assert "broken.json: not readable JSON" in messages[0] and "\n" not in messages[0]
+    assert "future.json: record schema 2" in messages[1]
+
+
+def test_a_missing_folder_is_a_one_line_error(tmp_path):
+    with pytest.raises(OccbenchError, match="no such results folder"):
+        load_records(tmp_path / "nowhere")
+
+
+def test_records_frame_is_one_call_with_flat_columns(tmp_path):
+    for seed in range(3):
+        write_record(a_record(seed=seed, top1=60.0 + seed), tmp_path)
+    frame = records_frame(tmp_path)
+    assert len(frame) == 3
+    expected = ["method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile",
+                "top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs", "source", "path"]
+    assert set(expected) <= set(frame.columns)
+    assert frame["top1"].mean() == pytest.approx(61.0)
+    assert sorted(frame["seed"]) == [0, 1, 2]
+    assert frame["path"].str.endswith(".json").all() and (frame["source"] == "occbench").all()
+
+
+def test_records_frame_from_loaded_records_and_from_nothing():
+    frame = records_frame([a_record(), a_record(seed=1)])
+    assert len(frame) == 2 and frame["path"].isna().all()
+    empty = records_frame([])
+    assert len(empty) == 0 and "top1" in empty.columns
+
+
+def test_provenance_collects_versions_git_and_time_without_importing_torch():
+    code = ("import sys, json; from occbench.store import provenance; "
+            "p = provenance(plugins={'b': '2', 'a': '1'}, device='cpu', global_batch=128, wall_seconds=1.5); "
+            "assert 'torch' not in sys.modules; print(json.dumps(p))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    origin = json.loads(done.stdout)
+    assert origin["occbench"] == occbench.__version__ and origin["source"] == "occbench"
+    assert list(origin["plugins"]) == ["a", "b"]
+    assert origin["torch"] is None or re.match(r"\d+\.\d+", origin["torch"])
+    assert origin["git"] is None or re.fullmatch(r"[0-9a-f]{40}", origin["git"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", origin["finished"])
+    assert origin["device"] == "cpu" and origin["world_size"] == 1 and origin["global_batch"] == 128
+
+
+def test_git_commit_is_none_outside_a_repository(tmp_path):
+    assert store._git_commit(tmp_path) is None
+
+
+def test_importing_store_imports_neither_torch_nor_pandas():
+    code = "import occbench.store, sys; assert 'torch' not in sys.modules and 'pandas' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
