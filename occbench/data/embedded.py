@@ -14,9 +14,8 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from occbench.data.synth import SynthConfig, synthesize
-
 from occbench.data.dataset import SkeletonDataset
+from occbench.data.synth import SynthConfig, synthesize
 
 # Bump when a stage's output for the same settings changes, so stale caches are not reused.
 PIPELINE_VERSION = 1
@@ -31,10 +30,9 @@ def embedded_datasets(
     config: SynthConfig | None = None, frames: int = 50, progress: bool = False,
 ) -> dict[str, SkeletonDataset]:
     """Build (or reuse) the default chain; returns the datasets of every stage by role."""
-    from occbench.data.preprocess import preprocess
-
     from occbench.data.occlusion import occlude
     from occbench.data.prepare import prepare
+    from occbench.data.preprocess import preprocess
 
     config = config or SynthConfig()
     key = json.dumps({"config": asdict(config), "version": PIPELINE_VERSION}, sort_keys=True)

@@ -1,0 +1,147 @@
+"""The evaluation protocols: each a plain function (encoder, data, settings) -> metrics dict.
+
+Metrics are top-1/top-5 accuracy in percent at the best evaluation (what the published code reports)
+and at the last epoch, with the best epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from occbench.data.batches import DeviceData
+from occbench.engine import fit
+from occbench.hookspecs import hookimpl
+
+
+@dataclass
+class EvalData:
+    train: DeviceData
+    val: DeviceData
+    num_class: int
+    generator: torch.Generator
+    progress: str | None = None
+
+
+def topk_accuracy(logits: torch.Tensor, label: torch.Tensor, k: int) -> float:
+    k = min(k, logits.shape[1])
+    hits = (logits.topk(k, dim=1).indices == label[:, None]).any(dim=1)
+    return 100.0 * hits.float().mean().item()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: DeviceData, batch_size: int = 256) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(batch.x) for batch in data.batches(batch_size, shuffle=False, drop_last=False)])
+
+
+def summarise(history: list[dict]) -> dict:
+    evaluated = [h for h in history if "top1" in h]
+    best = max(evaluated, key=lambda h: h["top1"])
+    last = evaluated[-1]
+    return {
+        "top1": best["top1"], "top5": best["top5"], "best_epoch": best["epoch"],
+        "top1_last": last["top1"], "top5_last": last["top5"], "epochs": len(history),
+    }
+
+
+def _train_classifier(model: nn.Module, trainable, train: DeviceData, data: EvalData, settings: dict,
+                      encoder_train_mode: bool, subset: torch.Tensor | None = None) -> dict:
+    """The loop shared by every trained protocol; evaluates `model` on data.val."""
+
+    def batches(epoch, generator):
+        return train.batches(settings["batch_size"], generator, drop_last=True, subset=subset)
+
+    def step(batch, epoch):
+        return {"loss": F.cross_entropy(model(batch.x), batch.label)}
+
+    def evaluate(epoch):
+        logits = predict(model, data.val)
+        return {"top1": topk_accuracy(logits, data.val.label, 1), "top5": topk_accuracy(logits, data.val.label, 5)}
+
+    history = fit(model, step, batches, settings["epochs"], settings["optimizer"], settings.get("schedule", {}),
+                  data.generator, evaluate=evaluate, eval_every=settings.get("eval_every", 1), params=trainable,
+                  progress=data.progress, train_mode=encoder_train_mode)
+    return summarise(history)
+
+
+class _Frozen(nn.Module):
+    """Precomputed features: a frozen encoder in eval mode without augmentation gives the same
+    features every epoch, so computing them once is exact and removes the encoder from the loop."""
+
+    def __init__(self, classifier: nn.Linear):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, features):
+        return self.classifier(features)
+
+
+@torch.no_grad()
+def _features(encoder: nn.Module, data: DeviceData) -> DeviceData:
+    out = copy.copy(data)
+    out.x = predict(encoder, data)
+    return out
+
+
+def linear(encoder: nn.Module, data: EvalData, settings: dict) -> dict:
+    """Frozen encoder (eval mode: BN statistics fixed, no dropout), a linear classifier on its features."""
+    train, val = _features(encoder, data.train), _features(encoder, data.val)
+    classifier = nn.Linear(encoder.feature_dim, data.num_class).to(val.x.device)
+    nn.init.xavier_normal_(classifier.weight)
+    nn.init.zeros_(classifier.bias)
+    model = _Frozen(classifier)
+    features = EvalData(train, val, data.num_class, data.generator, data.progress)
+    return _train_classifier(model, classifier.parameters(), train, features, settings, encoder_train_mode=True)
+
+
+def finetune(encoder: nn.Module, data: EvalData, settings: dict, subset: torch.Tensor | None = None) -> dict:
+    """The whole network (encoder in train mode) and a linear classifier, trained on the labels."""
+    device = data.train.x.device
+    model = nn.Sequential(copy.deepcopy(encoder), nn.Linear(encoder.feature_dim, data.num_class)).to(device)
+    return _train_classifier(model, model.parameters(), data.train, data, settings, encoder_train_mode=True,
+                             subset=subset)
+
+
+def per_class_subset(label: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """round(fraction * n_c) samples of each class c (at least one), drawn with the generator, sorted."""
+    chosen = []
+    for c in torch.unique(label).tolist():
+        members = torch.nonzero(label == c).flatten().cpu()
+        count = max(1, round(fraction * len(members)))
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    return torch.sort(torch.cat(chosen)).values
+
+
+def semi(encoder: nn.Module, data: EvalData, settings: dict) -> dict:
+    """Finetuning on a per-class sample of `label_fraction` of the labelled training set."""
+    subset = per_class_subset(data.train.label, settings["label_fraction"], data.generator)
+    metrics = finetune(encoder, data, settings, subset=subset)
+    return {**metrics, "labelled": len(subset)}
+
+
+@torch.no_grad()
+def knn(encoder: nn.Module, data: EvalData, settings: dict) -> dict:
+    """Weighted kNN on L2-normalised features (SimSiam's monitor): votes exp(similarity / t) of the k
+    nearest training samples. No training."""
+    train = F.normalize(predict(encoder, data.train), dim=1)
+    val = F.normalize(predict(encoder, data.val), dim=1)
+    k = min(settings.get("k", 20), len(train))
+    similarity, index = (val @ train.T).topk(k, dim=1)
+    votes = torch.zeros(len(val), data.num_class, device=val.device)
+    votes.scatter_add_(1, data.train.label[index], (similarity / settings.get("temperature", 0.1)).exp())
+    top1, top5 = topk_accuracy(votes, data.val.label, 1), topk_accuracy(votes, data.val.label, 5)
+    return {"top1": top1, "top5": top5, "top1_last": top1, "top5_last": top5, "best_epoch": 0, "epochs": 0}
+
+
+@hookimpl
+def occbench_register_protocols(registry):
+    registry.add("linear", linear)
+    registry.add("semi1", semi)
+    registry.add("semi10", semi)
+    registry.add("finetune", finetune)
+    registry.add("knn", knn)

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from occbench.data.batches import DeviceData
+from occbench.data.dataset import Part
+from occbench_plugins.protocols import EvalData, finetune, knn, linear, per_class_subset, semi, topk_accuracy
+
+SETTINGS = {"epochs": 12, "batch_size": 16, "optimizer": {"type": "Adam", "lr": 0.02}, "schedule": {"type": "cosine"},
+            "eval_every": 3}
+
+
+class TinyEncoder(nn.Module):
+    feature_dim = 8
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(3 * 6 * 25 * 2)
+        self.fc = nn.Linear(3 * 6 * 25 * 2, 8)
+
+    def forward(self, x):
+        return self.fc(self.bn(x.flatten(1)))
+
+
+def part(n, seed, classes=4):
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % classes
+    centres = np.random.default_rng(99).normal(0, 1, (classes, 3, 6, 25, 2)).astype(np.float32)
+    data = centres[label] + rng.normal(0, 0.8, (n, 3, 6, 25, 2)).astype(np.float32)
+    return Part(data, np.ones((n, 6, 25, 2), bool), np.ones((n, 6, 2), bool), np.full(n, 6), label,
+                [f"s{i}" for i in range(n)], np.arange(n))
+
+
+@pytest.fixture
+def data():
+    torch.manual_seed(0)
+    return EvalData(DeviceData(part(96, 1)), DeviceData(part(48, 2)), 4, torch.Generator().manual_seed(0))
+
+
+def test_linear_keeps_the_encoder_frozen_and_learns(data):
+    encoder = TinyEncoder()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    metrics = linear(encoder, data, SETTINGS)
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())  # BN stats too
+    assert metrics["top1"] > 80 and metrics["top5"] == 100.0
+    assert metrics["epochs"] == 12 and metrics["best_epoch"] in {2, 5, 8, 11}
+    assert metrics["top1"] >= metrics["top1_last"]
+
+
+def test_finetune_trains_a_copy_of_the_encoder(data):
+    encoder = TinyEncoder()
+    before = encoder.fc.weight.clone()
+    metrics = finetune(encoder, data, SETTINGS)
+    assert torch.equal(encoder.fc.weight, before) and metrics["top1"] > 80
+
+
+def test_semi_uses_a_per_class_sample(data):
+    subset = per_class_subset(data.train.label, 0.25, torch.Generator().manual_seed(3))
+    assert len(subset) == 24 and torch.bincount(data.train.label[subset]).tolist() == [6, 6, 6, 6]
+    again = per_class_subset(data.train.label, 0.25, torch.Generator().manual_seed(3))
+    assert torch.equal(subset, again)
+    assert len(per_class_subset(data.train.label, 0.001, torch.Generator())) == 4  # at least one per class
+    metrics = semi(TinyEncoder(), data, {**SETTINGS, "label_fraction": 0.25, "batch_size": 8})
+    assert metrics["labelled"] == 24 and metrics["top1"] > 40
+
+
+def test_knn_monitor(data):
+    identity = nn.Flatten()
+    identity.feature_dim = 3 * 6 * 25 * 2
+    metrics = knn(identity, data, {"k": 5, "temperature": 0.1})
+    assert metrics["top1"] > 90
+
+
+def test_topk_accuracy():
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.3], [0.2, 0.3, 0.5]])
+    label = torch.tensor([1, 2, 0])
+    assert topk_accuracy(logits, label, 1) == pytest.approx(100 / 3)
+    assert topk_accuracy(logits, label, 2) == pytest.approx(200 / 3)
