@@ -1,0 +1,1007 @@
+"""Imputation of occluded joints: the exact fast KNN core, the random fill, the cluster pipeline, and the
+imputation-quality report.
+
+knn_fill (the per-cluster core)
+    ``knn_fill(x, n_neighbors=5)`` fills the NaN cells of an (n, d) array exactly as scikit-learn's
+    ``KNNImputer(n_neighbors, weights="distance", keep_empty_features=True).fit_transform(x)`` does:
+    the nan-euclidean distance sqrt(d / present * sum over coordinates present in both of (xi - xj)^2)
+    (no shared coordinate: no distance); for a missing cell (row i, column j) the donors are the rows
+    that have column j and a distance to i; the ``n_neighbors`` nearest of them (fewer if fewer exist)
+    are averaged with weights 1 / distance, except that donors at distance 0, if any, share the weight
+    equally and the others get none; a cell without any donor gets the mean of column j over the rows
+    that have it, and a column no row has gets 0. ``knn_fill(x, donors=y)`` is ``fit(y).transform(x)``
+    (y's rows donate, x's never do), except that scikit-learn also overwrites x's *present* values in a
+    column y lacks by 0 and this never changes a present value.
+
+    How it is fast and still exact: the squared distances of a batch of receivers to all donors are
+    matrix products over per-column-centred values and presence masks (centring leaves the distance
+    unchanged and keeps the cancellation error of |a|^2 + |b|^2 - 2ab small; float64 throughout;
+    a squared distance below 1e-12 of the rows' squared norms is rounding noise and counts as 0);
+    each receiver's donors are sorted once by distance; then for all missing cells at once the
+    nearest rows are scanned in rank windows (a gather of "has the column" over the window, a cumulative
+    sum, the first k that have it), and only the cells that found fewer than k donors go on to the next,
+    doubling window. Nothing is approximated: a cell stops only when it has k donors or no ranked row is
+    left. torch, so it runs on the GPU when there is one.
+
+random (the paper's ablation "random imputer", defined here)
+    ``variant="donor"`` (default): each occluded joint takes the x, y, z of one training sample of the
+    same split, drawn uniformly among the training samples in which that joint (same frame, same body
+    slot) is observed: random donors instead of nearest donors. ``variant="uniform"``: each coordinate is
+    drawn uniformly within [min, max] of that coordinate axis of that joint over all observed training
+    values (pooled over frames and bodies). Validation samples are filled from training samples only.
+    Seeded by (seed, split).
+
+knn (the cluster-agnostic KNN imputer, paper §III-D, without the published script's bugs)
+    ``embed(part) -> (len(part), D)`` (the runner's stage-1 encoder, called on ``Part``s of the
+    preprocessed occluded dataset, a chunk of samples at a time; without one, a seeded Gaussian random
+    projection of the mask-aware preprocessed coordinates, ``projection_embed``) embeds the split's
+    samples. KMeans on the training embeddings (k = number of classes unless ``clusters`` is a number;
+    k-means++, one init, ``max_iter`` 100, seeded); validation samples go to the cluster
+    ``kmeans.predict`` gives them. Per cluster, one knn core call fills the training and validation
+    samples from that cluster's training samples (validation samples never donate; every cluster uses
+    its own donors, unlike the published script, which left every test sample with the last cluster's).
+    The x, y, z of a joint share one mask, so they share one donor selection (exactly what per-column
+    KNN gives, since a donor that has the joint has all three). A joint position no training sample of
+    the cluster observes is filled from the nearest clusters (by centroid distance) that observe it, with
+    the same KNN rule. Clusters are read one at a time from the memory maps, so memory holds one cluster
+    (plus one fallback cluster), never the split.
+
+What is missing, what is a donor value (both imputers)
+    A sample's features are its flattened coordinates (3 x T x 25 x 2). Occluded joints (joints of a
+    present body, within the true length, that are not visible) are the cells to fill. Padding frames and
+    absent bodies are *not* missing values: they are not filled, and they are excluded from distances and
+    from donating (treated as missing on the donor side) rather than treated as present zeros as in the
+    published script, where a one-person sample "donates" zeros for the second body and a short sample
+    zeros for the frames after its end. An observed joint is never changed.
+
+Output of one split: a new dataset (DatasetWriter layout) with the split's samples, training then
+validation, ``splits.json`` holding that split only, data filled, ``mask`` = visible or imputed, an extra
+array ``imputed`` (N, T, 25, 2) bool marking the filled joints, and a stage {"stage": "impute", ...} with
+the source path. Preprocessing to 50 frames is a separate step (``impute_and_preprocess`` runs both).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import occbench
+from occbench.data.dataset import ARRAYS, DatasetWriter, Part, SkeletonDataset
+from occbench.data.ntu import JOINT_NAMES, MAX_BODIES, NUM_JOINTS
+from occbench.errors import OccbenchError
+
+IMPUTERS = ("none", "random", "knn")
+# clusters: a number, or "num_class" (the dataset's number of classes, the paper's choice); stage1_method:
+# whose stage-1 encoder gives the embeddings (read by the planner: "opstl", shared, or a method name)
+KNN_DEFAULTS = {"n_neighbors": 5, "clusters": "num_class", "max_iter": 100, "stage1_method": "opstl", "device": None}
+RANDOM_DEFAULTS = {"variant": "donor"}
+EMBED_DIM = 256  # the random-projection embedding used when no encoder is given
+_ZERO = 1e-12  # squared distances below this fraction of the squared norms are rounding noise
+_CELL_BUDGET = 1 << 19  # cells x window entries per selection step (bounds the temporaries)
+_DIST_BUDGET = 1 << 24  # receivers x donors per distance batch
+_CHUNK_BYTES = 1 << 24  # samples read at a time by the passes over a whole split (copy, coverage, ranges)
+
+
+# ==================================================================================================
+# The KNN core
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _column_centre(values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """(g, P) mean of the observed donor values per coordinate (0 where none)."""
+    count = observed.sum(0).clamp(min=1).to(values.dtype)
+    return values.sum(0) / count
+
+
+def _distances(rv, ro, dv, do, centre, same: bool = False, block: int = 1024) -> torch.Tensor:
+    """nan-euclidean distances (nr, nd) between receivers and donors; inf where no shared coordinate.
+
+    rv (nr, g, P) float64 with 0 where not observed, ro (nr, P) bool; dv, do the same for donors
+    (`same`: they are the receivers). The g coordinates of one position share its mask. Scale: total /
+    present = P / shared positions. Squared distances are |r|^2 over d's positions + |d|^2 over r's
+    positions - 2 r.d, summed over position blocks as matrix products of centred values.
+    """
+    nr, g, p = rv.shape
+    nd = dv.shape[0]
+    dev = rv.device
+    acc = torch.zeros(nr, nd, dtype=torch.float64, device=dev)
+    shared = torch.zeros(nr, nd, dtype=torch.float32, device=dev)  # exact: integer sums < 2**24
+    norm_r = torch.zeros(nr, dtype=torch.float64, device=dev)
+    norm_d = torch.zeros(nd, dtype=torch.float64, device=dev)
+    half = torch.zeros(nr, nd, dtype=torch.float64, device=dev) if same else None
+    for start in range(0, p, block):
+        sl = slice(start, min(p, start + block))
+        rm = ro[:, sl]
+        r = (rv[:, :, sl] - centre[:, sl]).mul_(rm[:, None])
+        r2, rmf, rm32 = r.square().sum(1), rm.to(torch.float64), rm.to(torch.float32)
+        if same:  # B = A^T: one product less
+            half.addmm_(r2, rmf.T)
+            acc.addmm_(r.reshape(nr, -1), r.reshape(nr, -1).T, alpha=-2)
+            norm_r += r2.sum(1)
+            shared.addmm_(rm32, rm32.T)
+            continue
+        dm = do[:, sl]
+        d = (dv[:, :, sl] - centre[:, sl]).mul_(dm[:, None])
+        d2, dmf = d.square().sum(1), dm.to(torch.float64)
+        acc.addmm_(r2, dmf.T)
+        acc.addmm_(rmf, d2.T)
+        acc.addmm_(r.reshape(nr, -1), d.reshape(nd, -1).T, alpha=-2)
+        shared.addmm_(rm32, dm.to(torch.float32).T)
+        norm_r += r2.sum(1)
+        norm_d += d2.sum(1)
+    if same:
+        acc += half
+        acc += half.T
+        norm_d = norm_r
+    acc.clamp_(min=0)
+    acc[acc <= _ZERO * (norm_r[:, None] + norm_d[None, :])] = 0
+    shared = shared.to(torch.float64)
+    dist = acc.mul_(p).div_(shared.clamp(min=1)).sqrt_()
+    return dist.masked_fill_(shared == 0, math.inf)
+
+
+def _window0(k: int, rate: float, nd: int) -> int:
+    """First scan window: about the number of ranked rows in which k have the position."""
+    rate = min(max(rate, 1e-3), 1.0)
+    return int(min(max(math.ceil(k / rate) + 1, k), max(nd, 1)))
+
+
+class _Donors:
+    """Donor arrays padded with one empty row (index nd) that stands for "no distance"."""
+
+    def __init__(self, dv: torch.Tensor, do: torch.Tensor):
+        nd, g, p = dv.shape
+        self.nd, self.g, self.p = nd, g, p
+        self.has = torch.cat([do, do.new_zeros(1, p)]).reshape(-1)  # ((nd + 1) * P,)
+        values = torch.cat([dv, dv.new_zeros(1, g, p)]).permute(0, 2, 1)  # (nd + 1, P, g)
+        self.values = values.reshape(-1) if g == 1 else values.reshape(-1, g).contiguous()
+
+    def gather(self, flat: torch.Tensor) -> torch.Tensor:
+        """values at flat (donor * P + position) indices, shape flat.shape + (g,)."""
+        if self.g == 1:
+            return torch.take(self.values, flat)[..., None]
+        return self.values.index_select(0, flat.reshape(-1)).reshape(*flat.shape, self.g)
+
+
+def _select(base, weight, finite, zero_rows, ri, pos, donors: _Donors, k: int, window: int):
+    """Weighted KNN values for the cells (ri[i], pos[i]) of one receiver batch.
+
+    base (b, nd): donor row * P of each receiver's donors by increasing distance (nd * P, an empty row,
+    where there is no distance); weight (b, nd) 1 / distance in that order (inf at distance 0, 0 for no
+    distance); finite (b,) how many donors have a distance; zero_rows: whether any receiver has a
+    donor at distance 0 (then the zero-distance rule is applied per cell).
+    Returns (values (m, g) float64, donors found (m,)).
+    """
+    m, g, nd = len(ri), donors.g, base.shape[1]
+    dev = base.device
+    values = torch.zeros(m, g, dtype=torch.float64, device=dev)
+    found = torch.zeros(m, dtype=torch.int32, device=dev)
+    idx = torch.arange(m, device=dev)  # output rows of the cells still scanning
+    count = torch.zeros(m, dtype=torch.int32, device=dev)
+    wsum = torch.zeros(m, dtype=torch.float64, device=dev)
+    vsum = torch.zeros(m, g, dtype=torch.float64, device=dev)
+    zcount = torch.zeros(m, dtype=torch.int32, device=dev) if zero_rows else None
+    zsum = torch.zeros(m, g, dtype=torch.float64, device=dev) if zero_rows else None
+    start, step = 0, window
+    while True:
+        stop = min(nd, start + step)
+        flat = base[:, start:stop].index_select(0, ri).add_(pos[:, None])  # (a, w)
+        has = torch.take(donors.has, flat)
+        running = has.cumsum(1, dtype=torch.int32)
+        if start:
+            running += count[:, None]
+        take = (running <= k).logical_and_(has)
+        w = weight[:, start:stop].index_select(0, ri)
+        vals = donors.gather(flat)  # (a, w, g)
+        if zero_rows:
+            zero = take & torch.isinf(w)
+            zcount += zero.sum(1, dtype=torch.int32)
+            zsum += (vals * zero[..., None]).sum(1)
+            w = torch.where(take & ~zero, w, 0.0)
+        else:
+            w.mul_(take)
+        wsum += w.sum(1)
+        vsum += vals.mul_(w[..., None]).sum(1)
+        count = running[:, -1].clamp_(max=k)
+        # a cell is done with k donors or when no ranked donor with a distance is left
+        done = (count >= k).logical_or_(finite.index_select(0, ri) <= stop)
+        start, step = stop, (step if start == 0 else 2 * step)
+        finished = torch.nonzero(done, as_tuple=True)[0]
+        if len(finished):
+            out = idx.index_select(0, finished)
+            found[out] = count.index_select(0, finished)
+            v = vsum.index_select(0, finished) / wsum.index_select(0, finished).clamp(min=1e-300)[:, None]
+            if zero_rows:
+                z = zcount.index_select(0, finished)
+                v = torch.where((z > 0)[:, None], zsum.index_select(0, finished) / z.clamp(min=1)[:, None], v)
+            values[out] = v
+            if len(finished) == len(idx):
+                return values, found
+            keep = torch.nonzero(~done, as_tuple=True)[0]
+            idx, ri, pos, count, wsum, vsum = (t.index_select(0, keep) for t in (idx, ri, pos, count, wsum, vsum))
+            if zero_rows:
+                zcount, zsum = zcount.index_select(0, keep), zsum.index_select(0, keep)
+
+
+def knn_core(rv, ro, fill, dv, do, k: int = 5, fallback_mean: bool = True, same: bool = False, itself=None):
+    """Fill the `fill` cells of receivers from donors (torch tensors on one device).
+
+    rv (nr, g, P) float64, 0 where not observed; ro (nr, P) bool observed; fill (nr, P) bool cells to
+    fill (not observed); dv (nd, g, P), do (nd, P) the donors (`same`: the receivers themselves). The g
+    coordinates of one position share its mask (g = 1 for plain columns, 3 for the x, y, z of a joint).
+    itself (nr,) int: the donor row that is the receiver itself, or -1 (it never donates to itself:
+    it lacks what it needs; excluding it up front keeps its zero distance out of the way).
+
+    Returns (ri, pos, values (m, g), how (m,) int8): the filled cells in row-major order and how each
+    was filled: 2 = from its nearest donors, 1 = the donors' mean of that position (no donor that has it
+    shares a coordinate with the receiver; scikit-learn's rule), 0 = not filled (no donor has it).
+    """
+    rv, dv = rv.to(torch.float64), dv.to(torch.float64)
+    nd = dv.shape[0]
+    dev = rv.device
+    ri_all, pos_all = torch.nonzero(fill, as_tuple=True)
+    m_all = len(ri_all)
+    values = torch.zeros(m_all, rv.shape[1], dtype=torch.float64, device=dev)
+    how = torch.zeros(m_all, dtype=torch.int8, device=dev)
+    if m_all == 0 or nd == 0:
+        return ri_all, pos_all, values, how
+    centre = _column_centre(dv, do)
+    have = do.sum(0)  # (P,) donors per position
+    rate = float(have[pos_all].sum()) / (m_all * nd)
+    window = _window0(k, rate, nd)
+    donors = _Donors(dv, do)
+    per_row = fill.sum(1)
+    first_cell = torch.cumsum(per_row, 0) - per_row
+    rows = torch.nonzero(per_row, as_tuple=True)[0]
+    counts = per_row[rows].tolist()
+    max_rows = max(1, _DIST_BUDGET // nd)
+    for d0 in range(0, len(rows), max_rows):
+        dist_rows = rows[d0 : d0 + max_rows]
+        if same and len(dist_rows) == rv.shape[0]:
+            dist = _distances(rv, ro, rv, ro, centre, same=True)
+            dist.fill_diagonal_(math.inf)  # a receiver lacks what it needs, so it never donates to itself
+        else:
+            whole = len(dist_rows) == rv.shape[0]  # every receiver has cells: no copy
+            dist = _distances(rv if whole else rv[dist_rows], ro if whole else ro[dist_rows], dv, do, centre)
+            if itself is not None:
+                own = itself[dist_rows]
+                mine = own >= 0
+                dist[torch.nonzero(mine, as_tuple=True)[0], own[mine]] = math.inf
+        sdist, order = torch.sort(dist, dim=1, stable=True)
+        del dist
+        finite = torch.isfinite(sdist).sum(1)
+        base = order.masked_fill_(torch.isinf(sdist), nd).mul_(donors.p)
+        weight = sdist.reciprocal_()  # inf at 0, 0 at inf
+        zero_row = torch.isinf(weight[:, 0])
+        # selection in batches of receivers bounded by the cell budget
+        i, n = 0, len(dist_rows)
+        while i < n:
+            j, cells = i, 0
+            while j < n and (j == i or (cells + counts[d0 + j]) * window <= _CELL_BUDGET):
+                cells += counts[d0 + j]
+                j += 1
+            lo = int(first_cell[dist_rows[i]])
+            hi = lo + cells
+            local = torch.searchsorted(dist_rows[i:j], ri_all[lo:hi])
+            val, found = _select(base[i:j], weight[i:j], finite[i:j], bool(zero_row[i:j].any()), local,
+                                 pos_all[lo:hi], donors, k, window)
+            values[lo:hi] = val
+            how[lo:hi] = (found > 0).to(torch.int8) * 2
+            i = j
+    # no donor at any distance: the mean of the donors that have the position (scikit-learn's rule)
+    no_knn = how == 0
+    if fallback_mean and bool(no_knn.any()):
+        pos = pos_all[no_knn]
+        exists = have[pos] > 0
+        mean = dv.sum(0).T / have.clamp(min=1)[:, None].to(torch.float64)  # (P, g)
+        values[no_knn] = torch.where(exists[:, None], mean[pos], 0.0)
+        how[no_knn] = exists.to(torch.int8)
+    return ri_all, pos_all, values, how
+
+
+def knn_fill(x, n_neighbors: int = 5, donors=None, device=None):
+    """Fill the NaN cells of `x` (n, d) by distance-weighted KNN over the nan-euclidean distance.
+
+    Returns a filled copy (numpy in, numpy out with x's float dtype; a torch tensor in, a tensor out).
+    Same result as ``sklearn.impute.KNNImputer(n_neighbors=n_neighbors, weights="distance",
+    keep_empty_features=True).fit_transform(x)`` (up to the order of exactly tied distances); with
+    ``donors`` (m, d) it is ``.fit(donors).transform(x)``: only donors' rows donate. A column no donor
+    has is filled with 0. Runs on `device` (default: CUDA when available).
+    """
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int | np.integer) or n_neighbors < 1:
+        raise OccbenchError(f"n_neighbors {n_neighbors!r}: give a whole number >= 1")
+    is_tensor = isinstance(x, torch.Tensor)
+    dev = _device(device)
+    xt = _as_2d(x, "x").to(dev)
+    dt = xt if donors is None else _as_2d(donors, "donors").to(dev)
+    if dt.shape[1] != xt.shape[1]:
+        raise OccbenchError(f"donors have {dt.shape[1]} columns but x has {xt.shape[1]}")
+    if bool(torch.isinf(xt).any()) or (donors is not None and bool(torch.isinf(dt).any())):
+        raise OccbenchError("knn_fill: infinite values; mark missing cells with NaN")
+    ro = ~torch.isnan(xt)
+    do = ro if donors is None else ~torch.isnan(dt)
+    rv = xt.nan_to_num(0.0)[:, None]
+    dv = rv if donors is None else dt.nan_to_num(0.0)[:, None]
+    ri, pos, values, _ = knn_core(rv, ro, ~ro, dv, do, int(n_neighbors), same=donors is None)
+    out = rv[:, 0].clone()
+    out[ri, pos] = values[:, 0]
+    if is_tensor:
+        return out.to(device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float64)
+    dtype = x.dtype if np.issubdtype(np.asarray(x).dtype, np.floating) else np.float64
+    return out.cpu().numpy().astype(dtype, copy=False)
+
+
+def _as_2d(x, name: str) -> torch.Tensor:
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, np.float64))
+    if t.ndim != 2:
+        raise OccbenchError(f"{name}: expected a 2-d (samples, features) array, got shape {tuple(t.shape)}")
+    return t.to(torch.float64)
+
+
+# ==================================================================================================
+# Reading a split: features, what is observed, what is to be filled
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise OccbenchError(f"seed {seed!r}: give a non-negative whole number")
+    return int(seed)
+
+
+def _split_rows(dataset: SkeletonDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if split not in dataset.splits:
+        raise OccbenchError(f"{dataset.path}: no split {split!r}; it has {', '.join(dataset.splits) or 'none'}")
+    parts = dataset.splits[split]
+    return np.asarray(parts.get("train", []), np.int64), np.asarray(parts.get("val", []), np.int64)
+
+
+def _visibility(mask: np.ndarray, present: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(observed, target), both (n, T, 25, 2): visible joints of present bodies within the true length,
+    and occluded ones (the cells to fill). Padding frames and absent bodies are neither."""
+    frames = mask.shape[1]
+    body = np.asarray(present, bool) & (np.arange(frames) < np.asarray(length)[:, None])[:, :, None]
+    mask = np.asarray(mask, bool)
+    return mask & body[:, :, None, :], body[:, :, None, :] & ~mask
+
+
+def _read(dataset: SkeletonDataset, rows: np.ndarray) -> dict:
+    """data, observed and target of `rows` (pool positions), read from the memory maps."""
+    rows = np.asarray(rows, np.int64)
+    observed, target = _visibility(dataset.mask[rows], dataset.present[rows], dataset.length[rows])
+    return {"data": np.asarray(dataset.data[rows], np.float32), "observed": observed, "target": target}
+
+
+def _features(block: dict, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(values (n, 3, P) float64 with 0 where not observed, observed (n, P), target (n, P)) on dev."""
+    n = len(block["data"])
+    observed = torch.from_numpy(block["observed"].reshape(n, -1)).to(dev)
+    target = torch.from_numpy(block["target"].reshape(n, -1)).to(dev)
+    values = torch.from_numpy(block["data"].reshape(n, 3, -1)).to(dev, torch.float64)
+    return values * observed[:, None], observed, target
+
+
+# ==================================================================================================
+# Output: one split of the source, training then validation samples
+
+
+def _chunk_rows(source: SkeletonDataset) -> int:
+    return max(1, _CHUNK_BYTES // (source.data[0].nbytes if len(source) else 1))
+
+
+def _start_output(source: SkeletonDataset, split: str, out: Path, overwrite: bool):
+    """(writer, train, val): a DatasetWriter for the split's samples (train then val) plus `imputed`."""
+    train, val = _split_rows(source, split)
+    rows = np.concatenate([train, val])
+    extra = {"imputed": (np.bool_, (source.frames, NUM_JOINTS, MAX_BODIES))}
+    for name, array in source.extra.items():
+        if name != "imputed":
+            extra[name] = (array.dtype, array.shape[1:])
+    return DatasetWriter(out, len(rows), source.frames, overwrite=overwrite, extra=extra), train, val
+
+
+def _copy_split(source: SkeletonDataset, writer: DatasetWriter, train: np.ndarray, val: np.ndarray) -> None:
+    """Copy the split's samples into the writer, chunk by chunk; the fills then overwrite some joints."""
+    rows = np.concatenate([train, val])
+    chunk = _chunk_rows(source)
+    for start in range(0, len(rows), chunk):
+        pick = rows[start : start + chunk]
+        dest = slice(start, start + len(pick))
+        for name in ARRAYS:
+            writer[name][dest] = getattr(source, name)[pick]
+        for name in source.extra:
+            if name != "imputed":
+                writer[name][dest] = source.extra[name][pick]
+        if "imputed" in source.extra:  # imputing an imputed dataset: keep what was filled before
+            writer["imputed"][dest] = source.extra["imputed"][pick]
+    writer.names = [source.names[i] for i in rows]
+
+
+def _finish_output(writer: DatasetWriter, source: SkeletonDataset, split: str, n_train: int, stage: dict):
+    n = writer.n
+    splits = {split: {"train": list(range(n_train)), "val": list(range(n_train, n))}}
+    meta = dict(source.meta)
+    meta["stages"] = [*source.meta.get("stages", []), stage]
+    return writer.finish(splits, meta)
+
+
+def _write_filled(writer: DatasetWriter, out_rows: np.ndarray, data: np.ndarray, filled: np.ndarray) -> None:
+    """Write rows' data and mark their filled joints (n, T, 25, 2) as imputed and visible."""
+    order = np.argsort(out_rows)
+    out_rows, data, filled = out_rows[order], data[order], filled[order]
+    writer["data"][out_rows] = data
+    writer["imputed"][out_rows] = np.asarray(writer["imputed"][out_rows]) | filled
+    writer["mask"][out_rows] = np.asarray(writer["mask"][out_rows]) | filled
+
+
+# ==================================================================================================
+# Embeddings
+
+
+def projection_embed(seed: int = 0, dim: int = EMBED_DIM, preprocess_frames: int | None = 50) -> Callable:
+    """The embedding used when no encoder is given: embed(part) -> a seeded Gaussian random projection
+    (dim) of the part's coordinates (occluded joints 0), first put through the mask-aware preprocessing
+    to `preprocess_frames` frames unless None (data already preprocessed). Not the paper's (which uses
+    the stage-1 encoder): it keeps `occbench impute` usable on its own and roughly preserves distances."""
+    from occbench.data.preprocess import preprocess_arrays
+
+    matrices: dict[int, np.ndarray] = {}
+
+    def embed(part: Part) -> np.ndarray:
+        data = part.data
+        if preprocess_frames is not None:
+            data = preprocess_arrays(data, part.mask, part.present, part.length, preprocess_frames)[0]
+        flat = np.asarray(data, np.float32).reshape(len(data), -1)
+        if flat.shape[1] not in matrices:
+            gen = np.random.default_rng([seed, 0x5EED])
+            matrices[flat.shape[1]] = (gen.standard_normal((flat.shape[1], dim)) / math.sqrt(dim)).astype(np.float32)
+        return flat @ matrices[flat.shape[1]]
+
+    return embed
+
+
+def _is_relative(dataset: SkeletonDataset) -> bool:
+    return any(stage.get("stage") == "preprocess" for stage in dataset.meta.get("stages", []))
+
+
+def _embed_rows(embed: Callable, frames: SkeletonDataset, source: SkeletonDataset, rows: np.ndarray) -> np.ndarray:
+    """Embeddings of the source's `rows`: embed(Part) on the same samples of `frames` (matched by name),
+    a chunk of samples at a time so that the split is never loaded whole."""
+    if frames is source or frames.names == source.names:
+        index = np.asarray(rows, np.int64)
+    else:
+        position = {name: i for i, name in enumerate(frames.names)}
+        try:
+            index = np.array([position[source.names[i]] for i in rows], np.int64)
+        except KeyError as err:
+            raise OccbenchError(f"{frames.path}: has no sample {err.args[0]} of {source.path}") from None
+    chunk = 4 * _chunk_rows(frames)
+    out = []
+    for start in range(0, len(index), chunk):
+        pick = index[start : start + chunk]
+        part = Part(data=np.asarray(frames.data[pick]), mask=np.asarray(frames.mask[pick]),
+                    present=np.asarray(frames.present[pick]), length=np.asarray(frames.length[pick]),
+                    label=np.asarray(frames.label[pick]), names=[frames.names[i] for i in pick], index=pick)
+        emb = np.asarray(embed(part), np.float32)
+        if emb.ndim != 2 or len(emb) != len(pick):
+            raise OccbenchError(f"embed returned shape {emb.shape} for {len(pick)} samples; expected ({len(pick)}, D)")
+        out.append(emb)
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+# ==================================================================================================
+# The cluster pipeline (knn) and the random fill
+
+
+def check_settings(imputer: str, settings: dict | None) -> dict:
+    """Settings with defaults filled in; OccbenchError on an unknown name or a bad value."""
+    defaults = {"knn": KNN_DEFAULTS, "random": RANDOM_DEFAULTS, "none": {}}.get(imputer)
+    if defaults is None:
+        raise OccbenchError(f"unknown imputer {imputer!r}: use one of {', '.join(IMPUTERS)}")
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(defaults))
+    if unknown:
+        raise OccbenchError(f"unknown setting {unknown[0]!r} for the {imputer} imputer: it takes "
+                            f"{', '.join(defaults) or 'none'}")
+    merged = {**defaults, **{k: v for k, v in settings.items() if v is not None}}
+    if imputer == "knn":
+        if merged["clusters"] in (None, "num_class"):
+            merged["clusters"] = "num_class"
+        names = ("n_neighbors", "max_iter") + (() if merged["clusters"] == "num_class" else ("clusters",))
+        for name in names:
+            value = merged[name]
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise OccbenchError(f"{name} {value!r}: give a whole number >= 1" +
+                                    (' or "num_class"' if name == "clusters" else ""))
+        if not isinstance(merged["stage1_method"], str):
+            raise OccbenchError(f"stage1_method {merged['stage1_method']!r}: name a method, e.g. opstl")
+    if imputer == "random" and merged["variant"] not in ("donor", "uniform"):
+        raise OccbenchError(f"variant {merged['variant']!r}: use donor or uniform")
+    return merged
+
+
+def impute_split(
+    source: SkeletonDataset, frames: SkeletonDataset | None, split: str, out: str | Path, imputer: str = "knn",
+    settings: dict | None = None, seed: int = 0, embed: Callable | None = None, progress: bool = False,
+    overwrite: bool = False,
+) -> SkeletonDataset:
+    """Fill the occluded joints of one split of `source` (raw-length or 50-frame) into a new dataset `out`.
+
+    imputer: "knn" or "random" (see the module doc). frames: the 50-frame dataset the embeddings are
+    computed on (knn; default `source`); embed(dataset, index) -> (len(index), D) embeddings of those
+    pool positions (the runner's stage-1 encoder; default `projection_embed(seed)`).
+    Returns the written dataset: the split's samples (train then val), mask = visible or imputed,
+    `imputed` marking the filled joints, a stage {"stage": "impute", ...} appended to meta["stages"].
+    """
+    settings = check_settings(imputer, settings)
+    seed = _check_seed(seed)
+    if imputer == "none":
+        raise OccbenchError("the none imputer writes nothing; use the source dataset as it is")
+    started = time.time()
+    out = Path(out)
+    writer, train, val = _start_output(source, split, out, overwrite)
+    with writer:
+        _copy_split(source, writer, train, val)
+        if imputer == "random":
+            stats = _random_fill(source, train, val, writer, settings["variant"], seed, split)
+        else:
+            frames = source if frames is None else frames
+            stats = _knn_fill_split(source, frames, train, val, writer, settings, seed, embed, progress)
+        stage = {"stage": "impute", "occbench": occbench.__version__, "imputer": imputer, "split": split,
+                 "settings": _jsonable(settings), "seed": seed, "source": str(source.path.resolve()),
+                 **stats, "seconds": round(time.time() - started, 1)}
+        return _finish_output(writer, source, split, len(train), stage)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _knn_fill_split(source, frames, train, val, writer, settings, seed, embed, progress) -> dict:
+    from sklearn.cluster import KMeans
+    from tqdm import tqdm
+
+    if len(train) == 0:
+        raise OccbenchError(f"{source.path}: the split has no training samples to donate")
+    dev = _device(settings["device"])
+    k = int(settings["n_neighbors"])
+    embedding = "encoder" if embed is not None else f"random projection ({EMBED_DIM}-d), no encoder given"
+    embed = embed or projection_embed(seed, preprocess_frames=None if _is_relative(frames) else 50)
+    emb_train = _embed_rows(embed, frames, source, train)
+    emb_val = _embed_rows(embed, frames, source, val) if len(val) else np.zeros((0, emb_train.shape[1]), np.float32)
+    wanted = source.num_class if settings["clusters"] == "num_class" else int(settings["clusters"])
+    clusters = min(wanted, len(train))
+    kmeans = KMeans(n_clusters=clusters, n_init=1, max_iter=int(settings["max_iter"]), random_state=seed)
+    label_train = kmeans.fit_predict(emb_train.astype(np.float64))
+    label_val = kmeans.predict(emb_val.astype(np.float64)) if len(val) else np.zeros(0, np.int64)
+    centres = kmeans.cluster_centers_
+    near = np.argsort(((centres[:, None] - centres[None]) ** 2).sum(-1), axis=1, kind="stable")
+    # which joint positions each cluster's training samples observe (masks only, chunked)
+    positions = source.frames * NUM_JOINTS * MAX_BODIES
+    cover = np.zeros((clusters, positions), bool)
+    step = 4 * _chunk_rows(source)  # masks only: a quarter of the bytes of the data
+    for start in range(0, len(train), step):
+        rows = train[start : start + step]
+        observed, _ = _visibility(source.mask[rows], source.present[rows], source.length[rows])
+        observed = observed.reshape(len(rows), -1)
+        labels = label_train[start : start + step]
+        for c in np.unique(labels):
+            cover[c] |= observed[labels == c].any(0)
+    sizes = np.bincount(label_train, minlength=clusters).tolist()
+    stats = {"clusters": clusters, "n_neighbors": k, "embedding": embedding, "filled": 0, "by_mean": 0,
+             "by_other_clusters": 0, "unfilled": 0, "cluster_sizes": sizes}
+    n_train = len(train)
+    bar = tqdm(range(clusters), desc="knn impute", unit="cluster", disable=None if progress else True, leave=False)
+    for c in bar:
+        tr, va = np.flatnonzero(label_train == c), np.flatnonzero(label_val == c)
+        out_rows = np.concatenate([tr, n_train + va])
+        if len(out_rows) == 0:
+            continue
+        block = _read(source, np.concatenate([train[tr], val[va]]))
+        values, observed, target = _features(block, dev)
+        filled = torch.zeros_like(target)
+        if bool(target.any()):
+            rows_all = torch.arange(len(out_rows), device=dev)
+            itself = torch.where(rows_all < len(tr), rows_all, -1)  # training receivers are donors too
+            ri, pos, vals, how = knn_core(values, observed, target, values[: len(tr)], observed[: len(tr)], k,
+                                          itself=itself)
+            done = how > 0
+            rows = ri[done]
+            values[rows, :, pos[done]] = vals[done]
+            filled[rows, pos[done]] = True
+            stats["by_mean"] += int((how == 1).sum())
+            left = ~done
+            if bool(left.any()):
+                moved, unfilled = _from_other_clusters(source, train, label_train, near[c], cover, c, values,
+                                                       observed, ri[left], pos[left], filled, k, dev)
+                stats["by_other_clusters"] += moved
+                stats["unfilled"] += unfilled
+        stats["filled"] += int(filled.sum())
+        data = values.to(torch.float32).cpu().numpy().reshape(block["data"].shape)
+        data = np.where(block["observed"][:, None] | filled.cpu().numpy().reshape(block["target"].shape)[:, None],
+                        data, block["data"])
+        _write_filled(writer, out_rows, data, filled.cpu().numpy().reshape(block["target"].shape))
+    return stats
+
+
+def _from_other_clusters(source, train, label_train, order, cover, c, values, observed, rows, pos, filled, k, dev):
+    """Fill cells (rows, pos) of cluster c that no training sample of c observes, from the nearest
+    clusters that observe each position (same KNN rule). Returns (filled, left unfilled)."""
+    pos_np = pos.cpu().numpy()
+    choice = np.full(len(pos_np), -1)
+    for other in order:
+        if other == c:
+            continue
+        pick = (choice < 0) & cover[other, pos_np]
+        choice[pick] = other
+        if (choice >= 0).all():
+            break
+    moved = 0
+    for other in np.unique(choice[choice >= 0]):
+        sel = torch.from_numpy(choice == other).to(dev)
+        cell_rows, cell_pos = rows[sel], pos[sel]
+        recv, local = torch.unique(cell_rows, return_inverse=True)
+        fill = torch.zeros(len(recv), observed.shape[1], dtype=torch.bool, device=dev)
+        fill[local, cell_pos] = True
+        donors = _read(source, train[np.flatnonzero(label_train == other)])
+        dv, do, _ = _features(donors, dev)
+        ri, p, vals, how = knn_core(values[recv], observed[recv], fill, dv, do, k)
+        done = how > 0
+        values[recv[ri[done]], :, p[done]] = vals[done]
+        filled[recv[ri[done]], p[done]] = True
+        moved += int(done.sum())
+    return moved, len(pos_np) - moved
+
+
+def _random_fill(source, train, val, writer, variant: str, seed: int, split: str) -> dict:
+    """The random imputer (module doc), position block by position block (frames x joints x bodies)."""
+    rng = np.random.default_rng([seed, zlib.crc32(split.encode())])
+    rows = np.concatenate([train, val])
+    n_train, frames = len(train), source.frames
+    if variant == "uniform":
+        lo = np.full((3, NUM_JOINTS), np.inf)
+        hi = np.full((3, NUM_JOINTS), -np.inf)
+        step = _chunk_rows(source)
+        for start in range(0, n_train, step):
+            pick = train[start : start + step]
+            observed, _ = _visibility(source.mask[pick], source.present[pick], source.length[pick])
+            data = np.asarray(source.data[pick])
+            seen = observed[:, None]  # (n, 1, T, 25, 2)
+            lo = np.minimum(lo, np.where(seen, data, np.inf).min(axis=(0, 2, 4)))
+            hi = np.maximum(hi, np.where(seen, data, -np.inf).max(axis=(0, 2, 4)))
+    step = max(1, (_CHUNK_BYTES // 2) // max(1, len(rows) * NUM_JOINTS * MAX_BODIES))
+    filled_total = unfilled = 0
+    for t0 in range(0, frames, step):
+        t1 = min(frames, t0 + step)
+        mask, present, length = source.mask[rows, t0:t1], source.present[rows, t0:t1], source.length[rows]
+        body = np.asarray(present, bool) & (np.arange(t0, t1) < np.asarray(length)[:, None])[:, :, None]
+        observed = np.asarray(mask, bool) & body[:, :, None, :]
+        target = body[:, :, None, :] & ~np.asarray(mask, bool)
+        cell_row, ct, cv, cm = np.nonzero(target)
+        if len(cell_row) == 0:
+            continue
+        if variant == "uniform":
+            ok = np.isfinite(lo[0, cv])
+            u = rng.random((len(cell_row), 3))
+            values = lo[:, cv].T + u * (hi[:, cv].T - lo[:, cv].T)
+        else:
+            seen = observed[:n_train].reshape(n_train, -1)  # (n_train, positions)
+            count = seen.sum(0)
+            flat = np.ravel_multi_index((ct, cv, cm), observed.shape[1:])
+            ok = count[flat] > 0
+            draw = (rng.random(len(flat)) * np.maximum(count[flat], 1)).astype(np.int64)
+            pos_of, sample_of = np.nonzero(seen.T)  # observers sorted by position, then sample
+            first = np.cumsum(count) - count
+            donor = sample_of[np.minimum(first[flat] + draw, max(len(sample_of) - 1, 0))] if len(sample_of) else draw
+            values = np.zeros((len(flat), 3), np.float32)
+            if ok.any():
+                # one memmap read per donor row, in pool order
+                d_rows = train[donor[ok]]
+                values[ok] = source.data[d_rows, :, t0 + ct[ok], cv[ok], cm[ok]]
+        keep = np.flatnonzero(ok)
+        unfilled += len(cell_row) - len(keep)
+        filled_total += len(keep)
+        if len(keep):
+            out = cell_row[keep]
+            order = np.argsort(out, kind="stable")
+            out, keep = out[order], keep[order]
+            t = t0 + ct[keep]
+            writer["data"][out, :, t, cv[keep], cm[keep]] = values[keep].astype(np.float32)
+            writer["imputed"][out, t, cv[keep], cm[keep]] = True
+            writer["mask"][out, t, cv[keep], cm[keep]] = True
+    return {"variant": variant, "filled": int(filled_total), "unfilled": int(unfilled)}
+
+
+@dataclass(frozen=True)
+class Imputed:
+    """What an imputer returns: `data` imputed at the resolution it was given (raw-length camera space
+    normally; the quality report compares it with the ground truth) and `frames`, the model-ready
+    preprocessed data the methods pretrain on. For "none" both are the inputs themselves."""
+
+    data: SkeletonDataset
+    frames: SkeletonDataset
+
+
+def impute_and_preprocess(
+    imputer: str, raw: SkeletonDataset | None, frames: SkeletonDataset | None, split: str, out: str | Path,
+    settings: dict | None = None, seed: int = 0, embed: Callable | None = None, progress: bool = False,
+    overwrite: bool = False, preprocess_frames: int | None = None,
+) -> Imputed:
+    """Impute one split, then re-run the mask-aware preprocessing.
+
+    raw: the occluded raw-length (camera-space) dataset, imputed into `out/imputed`, then preprocessed to
+    `preprocess_frames` frames (default: frames.frames, or 50) into `out/frames`. Without raw, `frames`
+    itself (50-frame relative data) is imputed into `out/imputed` and used as is (the preprocessing is
+    re-run only if preprocess_frames is given). "none" writes nothing: Imputed(raw, frames). A complete
+    earlier result with the same stage (imputer, settings, seed, split, source) is reused unless
+    `overwrite`.
+    """
+    from occbench.data.preprocess import preprocess
+
+    if raw is None and frames is None:
+        raise OccbenchError("give the occluded raw-length dataset, the 50-frame dataset, or both")
+    if imputer == "none":
+        return Imputed(raw if raw is not None else frames, frames if frames is not None else raw)
+    out = Path(out)
+    source = raw if raw is not None else frames
+    settings = check_settings(imputer, settings)
+    imputed = _reuse(out / "imputed", imputer, settings, seed, split, source) if not overwrite else None
+    if imputed is None:
+        imputed = impute_split(source, frames, split, out / "imputed", imputer, settings, seed, embed, progress,
+                               overwrite=True)
+    if preprocess_frames is None:
+        if raw is None:
+            return Imputed(imputed, imputed)
+        preprocess_frames = frames.frames if frames is not None else 50
+    done = out / "frames"
+    if not overwrite and (done / "meta.json").is_file():
+        cached = SkeletonDataset(done)
+        stages = cached.meta.get("stages", [])
+        if len(stages) >= 2 and stages[-2] == imputed.meta["stages"][-1] and cached.frames == preprocess_frames:
+            return Imputed(imputed, cached)
+    return Imputed(imputed, preprocess(imputed, done, frames=preprocess_frames, overwrite=True, progress=progress))
+
+
+def _reuse(path: Path, imputer, settings, seed, split, source) -> SkeletonDataset | None:
+    if not (path / "meta.json").is_file():
+        return None
+    try:
+        cached = SkeletonDataset(path)
+    except OccbenchError:
+        return None
+    stage = cached.meta.get("stages", [{}])[-1]
+    same = (stage.get("stage") == "impute" and stage.get("imputer") == imputer and stage.get("split") == split
+            and stage.get("seed") == seed and stage.get("settings") == _jsonable(settings)
+            and stage.get("source") == str(source.path.resolve()))
+    return cached if same else None
+
+
+# ==================================================================================================
+# Imputation quality against the ground truth
+
+
+def ground_truth(dataset: SkeletonDataset) -> tuple[SkeletonDataset, SkeletonDataset] | None:
+    """(occluded, truth) for an occluded or imputed dataset, from its stages; None without a clean source
+    or when a stage other than imputation (e.g. preprocess) came after the occlusion.
+
+    occluded: the source of the last impute stage (or the dataset itself); truth: the source of the
+    occlude stage (the clean dataset occbench occluded; synthetic or prepared NTU).
+    """
+    stages = dataset.meta.get("stages", [])
+    impute = [s for s in stages if s.get("stage") == "impute"]
+    occlude = [s for s in stages if s.get("stage") == "occlude"]
+    if not occlude:
+        return None
+    last = max(i for i, s in enumerate(stages) if s.get("stage") == "occlude")
+    if any(s.get("stage") != "impute" for s in stages[last + 1 :]):
+        return None  # preprocessed (or otherwise changed) after occlusion: not comparable with the source
+    try:
+        occluded = SkeletonDataset(impute[-1]["source"]) if impute else dataset
+        truth = SkeletonDataset(occlude[-1]["source"])
+    except OccbenchError:
+        return None
+    return occluded, truth
+
+
+def imputation_error(
+    dataset: SkeletonDataset, split: str | None = None, occluded: SkeletonDataset | None = None,
+    truth: SkeletonDataset | None = None, chunk: int = 256,
+) -> pd.DataFrame:
+    """MPJPE on the occluded joints: mean Euclidean distance (in the data's units, metres for NTU camera
+    space) between `dataset`'s positions and the true ones, over the joints that are occluded in
+    `occluded` and visible in `truth` (present bodies, within the true length).
+
+    For the "none" imputer pass the occluded dataset itself: its occluded joints are 0, so its error is
+    that of leaving zeros. occluded and truth default to `ground_truth(dataset)`; samples are matched by
+    name. Returns a long table: part (train/val/all), joint (name, then "all"), mpjpe, count (joints).
+    """
+    if occluded is None or truth is None:
+        found = ground_truth(dataset)
+        if found is None:
+            raise OccbenchError(
+                f"{dataset.path}: no ground truth: not occluded by occbench from a clean dataset, or preprocessed "
+                "after the occlusion (compare the raw-length occluded or imputed data)"
+            )
+        occluded, truth = occluded or found[0], truth or found[1]
+    if dataset.frames != truth.frames:
+        raise OccbenchError(
+            f"{dataset.path} has {dataset.frames} frames but its ground truth {truth.path} has {truth.frames}: "
+            "compare the raw-length imputation (before preprocessing)"
+        )
+    if split is None:
+        if len(dataset.splits) != 1:
+            raise OccbenchError(f"{dataset.path}: name the split to evaluate: {', '.join(dataset.splits)}")
+        split = next(iter(dataset.splits))
+    train, val = _split_rows(dataset, split)
+    occ_pos = {name: i for i, name in enumerate(occluded.names)}
+    truth_pos = {name: i for i, name in enumerate(truth.names)}
+    rows = []
+    total_sum, total_count = np.zeros(NUM_JOINTS), np.zeros(NUM_JOINTS)
+    for part, index in (("train", train), ("val", val)):
+        err_sum, count = np.zeros(NUM_JOINTS), np.zeros(NUM_JOINTS)
+        for start in range(0, len(index), chunk):
+            pick = index[start : start + chunk]
+            names = [dataset.names[i] for i in pick]
+            try:
+                o_rows = np.array([occ_pos[n] for n in names], np.int64)
+                t_rows = np.array([truth_pos[n] for n in names], np.int64)
+            except KeyError as err:
+                missing = err.args[0]
+                raise OccbenchError(f"sample {missing} of {dataset.path} is missing from the ground truth") from None
+            _, hidden = _visibility(occluded.mask[o_rows], occluded.present[o_rows], occluded.length[o_rows])
+            seen, _ = _visibility(truth.mask[t_rows], truth.present[t_rows], truth.length[t_rows])
+            hidden &= seen  # (n, T, 25, 2)
+            diff = np.asarray(dataset.data[pick], np.float64) - np.asarray(truth.data[t_rows], np.float64)
+            dist = np.sqrt((diff**2).sum(1))  # (n, T, 25, 2)
+            err_sum += np.where(hidden, dist, 0).sum(axis=(0, 1, 3))
+            count += hidden.sum(axis=(0, 1, 3))
+        total_sum += err_sum
+        total_count += count
+        rows += _error_rows(part, err_sum, count)
+    rows += _error_rows("all", total_sum, total_count)
+    return pd.DataFrame(rows, columns=["part", "joint", "mpjpe", "count"])
+
+
+def _error_rows(part: str, err_sum: np.ndarray, count: np.ndarray) -> list:
+    def mean(s, c):
+        return float(s / c) if c else float("nan")
+
+    rows = [(part, JOINT_NAMES[j], mean(err_sum[j], count[j]), int(count[j])) for j in range(NUM_JOINTS)]
+    return rows + [(part, "all", mean(err_sum.sum(), count.sum()), int(count.sum()))]
+
+
+def error_table(errors: dict[str, pd.DataFrame], part: str = "val") -> pd.DataFrame:
+    """MPJPE per joint (rows, "all" last) and imputer (columns) for one part, plus the joint count."""
+    columns = {name: df[df["part"] == part].set_index("joint")["mpjpe"] for name, df in errors.items()}
+    table = pd.DataFrame(columns)
+    first = next(iter(errors.values()))
+    table["occluded joints"] = first[first["part"] == part].set_index("joint")["count"]
+    table.index.name = "joint"
+    return table
+
+
+def quality_record(errors: pd.DataFrame) -> dict:
+    """A JSON-able summary of one imputation_error table, for the results store."""
+    record = {"mpjpe": {}, "count": {}, "per_joint": {}}
+    for part, df in errors.groupby("part", sort=False):
+        overall = df[df["joint"] == "all"].iloc[0]
+        record["mpjpe"][part] = None if math.isnan(overall["mpjpe"]) else float(overall["mpjpe"])
+        record["count"][part] = int(overall["count"])
+        record["per_joint"][part] = {
+            row.joint: None if math.isnan(row.mpjpe) else float(row.mpjpe)
+            for row in df.itertuples() if row.joint != "all"
+        }
+    return record
+
+
+def error_plot(errors: dict[str, pd.DataFrame], out_png: str | Path, part: str = "val", units: str = "m") -> Path:
+    """Grouped bar chart of the MPJPE per joint (and overall) of each imputer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = error_table(errors, part).drop(columns="occluded joints")
+    fig, ax = plt.subplots(figsize=(13, 4.5))
+    width = 0.8 / max(1, table.shape[1])
+    x = np.arange(len(table))
+    for i, name in enumerate(table.columns):
+        ax.bar(x + (i - (table.shape[1] - 1) / 2) * width, table[name].to_numpy(), width, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels(table.index, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel(f"MPJPE on occluded joints ({units})")
+    ax.set_title(f"Imputation error per joint ({part})")
+    ax.legend()
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png
+
+
+def impute_command(
+    imputer: str, data: str | Path, out: str | Path, split: str | None = None, frames: str | Path | None = None,
+    seed: int = 0, settings: dict | None = None, compare: tuple[str, ...] = ("none", "random"),
+    overwrite: bool = False, progress: bool = False, disabled_plugins: tuple[str, ...] = (),
+) -> dict:
+    """`occbench impute`: run one registered imputer on its own and report its quality.
+
+    data: the occluded dataset to impute: raw-length camera space (imputed, then preprocessed to the
+    frame count of `frames`, default 50) or already preprocessed 50-frame data (imputed as is). frames:
+    the preprocessed dataset knn embeds (default: data, preprocessed on the fly). For each split (default:
+    all): out/SPLIT/NAME/imputed and, for raw-length data, out/SPLIT/NAME/frames. When the data has a
+    ground truth at its own frame count, the error on the occluded joints of `imputer` and of the
+    `compare` imputers goes to out/quality.csv, out/quality.md and out/quality_SPLIT.png. Without an
+    encoder, knn clusters a random projection of the preprocessed coordinates (see projection_embed).
+    Returns {"outputs": {split: {"data", "frames"}}, "quality": {split: {imputer: quality_record}},
+    "report": the markdown tables or None}.
+    """
+    from occbench.data.preprocess import preprocess
+    from occbench.plugins import load_plugins
+
+    host = load_plugins(disabled_plugins)
+    host.imputers[imputer]  # an unknown name fails before any work
+    source = SkeletonDataset(data)
+    frames_ds = SkeletonDataset(frames) if frames is not None else None
+    splits = [split] if split else list(source.splits)
+    relative = _is_relative(source)
+    raw_arg, frames_arg = (None, source) if relative else (source, frames_ds)
+    found = ground_truth(source)
+    has_truth = found is not None and found[1].frames == source.frames
+    names = [imputer, *[c for c in compare if c != imputer]] if has_truth else [imputer]
+    out = Path(out)
+    result: dict = {"outputs": {}, "quality": {}, "report": None}
+    tables = []
+    for s in splits:
+        made = {}
+        for name in names:
+            folder = out / s / name
+            made[name] = host.imputers[name](raw_arg, frames_arg, s, folder / "imputed",
+                                             settings if name == imputer else None, seed, embed=None,
+                                             progress=progress, overwrite=overwrite)
+        ready = made[imputer]
+        if not relative and ready is not source:
+            target = frames_ds.frames if frames_ds is not None else 50
+            ready = preprocess(made[imputer], out / s / imputer / "frames", frames=target, overwrite=True,
+                               progress=progress)
+        result["outputs"][s] = {"data": str(made[imputer].path), "frames": str(ready.path)}
+        if not has_truth:
+            continue
+        errors = {name: imputation_error(ds, s, *found) for name, ds in made.items()}
+        result["quality"][s] = {name: quality_record(df) for name, df in errors.items()}
+        error_plot(errors, out / f"quality_{s}.png")
+        tables += [df.assign(split=s, imputer=name) for name, df in errors.items()]
+    if tables:
+        long = pd.concat(tables, ignore_index=True)[["split", "imputer", "part", "joint", "mpjpe", "count"]]
+        long.to_csv(out / "quality.csv", index=False)
+        lines = []
+        for s in splits:
+            for part in ("train", "val"):
+                sub = {n: long[(long.split == s) & (long.imputer == n)].drop(columns=["split", "imputer"])
+                       for n in names}
+                table = error_table(sub, part)
+                table["occluded joints"] = table["occluded joints"].astype(int).astype(str)
+                lines += [f"## {s} / {part}: MPJPE on occluded joints (data units)", "",
+                          table.to_markdown(floatfmt=".4f"), ""]
+        result["report"] = "\n".join(lines)
+        (out / "quality.md").write_text(result["report"])
+    return result
