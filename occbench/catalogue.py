@@ -19,9 +19,9 @@ DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
 
 # section: (required fields, optional fields) of each entry
 ENTRY_FIELDS = {
-    "datasets": ({"title", "source", "splits"}, {"citation", "samples", "split_sizes"}),
+    "datasets": ({"title", "source", "splits"}, {"citation", "samples", "split_sizes", "synth"}),
     "occlusions": ({"title"}, {"citation"}),
-    "methods": ({"title", "stream", "citation"}, {"plugin"}),
+    "methods": ({"title", "stream", "citation"}, {"plugin", "linear"}),
     "imputers": ({"title"}, {"citation", "plugin"}),
     "protocols": ({"title"}, {"citation", "plugin"}),
     "suites": (

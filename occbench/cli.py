@@ -96,6 +96,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", type=Path)
     p.set_defaults(func=_info)
 
+    p = commands.add_parser("run", help="run a benchmark grid (default: the quick grid on the embedded dataset)")
+    p.add_argument("--suite", default="quick", help="a suite of registry.yaml (default quick)")
+    p.add_argument("--methods", type=_names, help="comma-separated, or all")
+    p.add_argument("--imputers", type=_names, help="e.g. none,random,knn")
+    p.add_argument("--protocols", type=_names, help="e.g. linear,semi1,semi10,finetune")
+    p.add_argument("--datasets", type=_names, help="e.g. synthetic/xsub or ntu60 (all its splits)")
+    p.add_argument("--occlusion", help="realistic, random, inferred or none")
+    p.add_argument("--profile", help="hyperparameter profile: paper or quick")
+    p.add_argument("--seeds", type=lambda text: [int(s) for s in _names(text)], help="e.g. 0,1,2")
+    p.add_argument("--data", action="append", default=[], metavar="DATASET=DIR",
+                   help="where a prepared dataset is, e.g. ntu60=~/data/occbench/ntu60")
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override any profile value, e.g. pretrain.epochs=10 methods.pstl.lambd=1e-3")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--results", type=Path, default=Path("results/runs"), help="result records (default results/runs)")
+    p.add_argument("--work", type=Path, help="stage cache (default $OCCBENCH_HOME/work)")
+    p.add_argument("--registry", type=Path, help="another registry.yaml")
+    p.add_argument("--dry-run", action="store_true", help="print the plan: every stage, cached or to run")
+    p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME", help="block a plugin")
+    p.set_defaults(func=_run)
+
+    p = commands.add_parser("impute", help="fill occluded joints (none, random, knn); report the error on them")
+    p.add_argument("--imputer", required=True, help="none, random, knn (or a plugin's)")
+    p.add_argument("--data", type=Path, required=True, help="occluded dataset (raw-length or preprocessed)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--split", help="default: every split")
+    p.add_argument("--frames-data", type=Path, help="the preprocessed occluded dataset knn embeds (default: --data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clusters", help="knn: a number or num_class (default)")
+    p.add_argument("--neighbors", type=int, help="knn: donors per missing joint (default 5)")
+    p.add_argument("--variant", choices=["donor", "uniform"], help="random: donor (default) or uniform")
+    p.add_argument("--compare", type=_names, default=["none", "random"],
+                   help="imputers reported beside it (default none,random)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_impute)
+
     from occbench.report import add_table_command
 
     add_table_command(commands)
@@ -198,6 +234,73 @@ def _pipeline(args) -> None:
     fraction = hidden / np.maximum(occluded.present.sum(axis=(1, 2)) * 25, 1)
     typical = int(np.abs(fraction - 1 / 3).argmin())
     print(f"wrote {show_sample(occluded.names[typical], args.show, data=occluded.path)}")
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _run(args) -> None:
+    from occbench.catalogue import load_catalogue
+    from occbench.data.embedded import occbench_home
+    from occbench.plan import build_stages, resolve_grid
+    from occbench.plugins import load_plugins
+
+    host = load_plugins(disabled=args.disable_plugin)
+    catalogue = load_catalogue(args.registry)
+    grid = resolve_grid(catalogue, host, args.suite, methods=args.methods, imputers=args.imputers,
+                        protocols=args.protocols, datasets=args.datasets, occlusion=args.occlusion,
+                        profile=args.profile, seeds=args.seeds, overrides=args.cfg_options)
+    sources = {}
+    for item in args.data:
+        name, sep, folder = item.partition("=")
+        if not sep:
+            raise OccbenchError(f"--data {item!r}: expected DATASET=DIR, e.g. ntu60=~/data/occbench/ntu60")
+        sources[name] = str(Path(folder).expanduser().resolve())
+    stages = build_stages(grid, catalogue, host, sources)
+    work = args.work or occbench_home() / "work"
+    _execute(stages, work, args, host, grid)
+
+
+def _execute(stages, work, args, host, grid) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from occbench.report import render
+    from occbench.runner import Context, is_done, run_stage
+    from occbench.store import records_frame
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    context = Context(work=work, results=args.results, host=host, device=device)
+    done = [stage for stage in stages if is_done(stage, context)]
+    cells = sum(stage.kind == "evaluate" for stage in stages)
+    print(f"plan: {len(stages)} stages ({cells} result cells), {len(done)} already done; work {work}")
+    if args.dry_run:
+        for stage in stages:
+            print(f"  {'cached' if stage in done else 'to run':>6}  {stage.kind:<8} {stage.key}  {stage.label}")
+        return
+    for stage in tqdm(stages, desc="grid", unit="stage", disable=None):
+        run_stage(stage, context)
+    frame = records_frame(args.results)
+    print(render(frame, "imputers", "markdown", profile=grid.profile, occlusion=grid.occlusion))
+
+
+def _impute(args) -> None:
+    from occbench.impute import impute_command
+
+    settings = {}
+    if args.clusters:
+        settings["clusters"] = int(args.clusters) if args.clusters.isdigit() else args.clusters
+    if args.neighbors:
+        settings["n_neighbors"] = args.neighbors
+    if args.variant:
+        settings["variant"] = args.variant
+    result = impute_command(args.imputer, args.data, args.out, split=args.split, frames=args.frames_data,
+                            seed=args.seed, settings=settings, compare=tuple(args.compare),
+                            overwrite=args.overwrite, progress=True)
+    for split, paths in result["outputs"].items():
+        print(f"{split}: imputed {paths['data']}, preprocessed {paths['frames']}")
+    print(result["report"] or "no ground truth at this frame count: no quality report")
 
 
 def _plugins(args) -> None:

@@ -7,24 +7,14 @@ and at the last epoch, with the best epoch.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from occbench.data.batches import DeviceData
+from occbench.data.batches import DeviceData, EvalData
 from occbench.engine import fit
 from occbench.hookspecs import hookimpl
-
-
-@dataclass
-class EvalData:
-    train: DeviceData
-    val: DeviceData
-    num_class: int
-    generator: torch.Generator
-    progress: str | None = None
 
 
 def topk_accuracy(logits: torch.Tensor, label: torch.Tensor, k: int) -> float:

@@ -1,3 +1,5 @@
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +44,24 @@ def write_sample(folder: Path, name: str, frames: int = 20, bodies: int = 1, see
     path = folder / f"{name}.skeleton"
     write_skeleton(path, xyz, np.ones((frames, bodies), bool))
     return path
+
+
+@pytest.fixture
+def third_party(tmp_path, monkeypatch):
+    """Install a tiny third-party distribution with an `occbench` entry point onto sys.path."""
+    site = tmp_path / "site"
+    site.mkdir()
+
+    def install(dist: str, module: str, source: str, entry: str | None = None) -> Path:
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        # dist-info folders spell the name with underscores, as wheels do: importlib.metadata reads the
+        # name up to the first hyphen, so "occbench-tiny-1.2.3" would shadow the real occbench.
+        info = site / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+        (info / "entry_points.txt").write_text(f"[occbench]\n{entry or module} = {module}\n")
+        monkeypatch.syspath_prepend(str(site))
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        return site
+
+    return install

@@ -1,28 +1,8 @@
-import sys
-import textwrap
-
 import pytest
 
 from occbench.errors import OccbenchError
 from occbench.hookspecs import hookimpl
 from occbench.plugins import load_plugins
-
-
-@pytest.fixture
-def third_party(tmp_path, monkeypatch):
-    """Install a tiny third-party distribution with an `occbench` entry point onto sys.path."""
-
-    def install(dist: str, module: str, source: str, entry: str | None = None):
-        (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
-        info = tmp_path / f"{dist}-1.2.3.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
-        (info / "entry_points.txt").write_text(f"[occbench]\n{entry or module} = {module}\n")
-        monkeypatch.syspath_prepend(str(tmp_path))
-        monkeypatch.delitem(sys.modules, module, raising=False)
-
-    return install
-
 
 PLUGIN = """
     from occbench.hookspecs import hookimpl

@@ -23,6 +23,17 @@ class Batch:
     index: torch.Tensor  # (B,) positions in the split part
 
 
+@dataclass
+class EvalData:
+    """What an evaluation protocol receives beside the encoder."""
+
+    train: DeviceData
+    val: DeviceData
+    num_class: int
+    generator: torch.Generator
+    progress: str | None = None  # a label for progress bars, None for none
+
+
 class DeviceData:
     """One part of one split as tensors on `device`."""
 

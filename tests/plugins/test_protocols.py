@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from occbench.data.batches import DeviceData
+from occbench.data.batches import DeviceData, EvalData
 from occbench.data.dataset import Part
-from occbench_plugins.protocols import EvalData, finetune, knn, linear, per_class_subset, semi, topk_accuracy
+from occbench_plugins.protocols import finetune, knn, linear, per_class_subset, semi, topk_accuracy
 
 SETTINGS = {"epochs": 12, "batch_size": 16, "optimizer": {"type": "Adam", "lr": 0.02}, "schedule": {"type": "cosine"},
             "eval_every": 3}

@@ -1,0 +1,171 @@
+"""What method plugins share: the base class, momentum pairs, MoCo queues, the Barlow Twins loss.
+
+A method file (plugins/<method>.py) subclasses `Method` (or `MoCoMethod`) and adds only its own views
+and loss, in the manner of solo-learn. The base class owns the encoders, the optimiser's parameter
+groups, momentum updates and feature extraction for the evaluation protocols.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from occbench.data.batches import Batch
+from occbench.data.preprocess import bone, motion
+
+STREAMS = ("joint", "motion", "bone")
+
+
+def to_stream(x: torch.Tensor, stream: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The joint, motion (frame difference) or bone (joint minus parent) stream of (N, 3, T, V, M) data.
+
+    With the visibility mask, a motion or bone vector is 0 unless both of its joints are visible, so an
+    occluded joint's 0 does not turn into a spurious jump.
+    """
+    if stream == "joint":
+        return x
+    if stream not in ("motion", "bone"):
+        raise ValueError(f"unknown stream {stream!r}: use one of {', '.join(STREAMS)}")
+    derive = motion if stream == "motion" else bone
+    return derive(x) if mask is None else derive(x, mask)[0]
+
+
+def mlp_head(dims: tuple[int, ...]) -> nn.Sequential:
+    """Linear-ReLU-...-Linear, e.g. (256, 256, 128) for MoCo v2's projection head."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class FeatureEncoder(nn.Module):
+    """What the protocols see: (N, 3, T, 25, 2) joint data -> (N, feature_dim), the streams concatenated."""
+
+    def __init__(self, encoders: nn.ModuleDict):
+        super().__init__()
+        self.encoders = encoders
+        self.feature_dim = sum(encoder.feature_dim for encoder in encoders.values())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([encoder(to_stream(x, stream)) for stream, encoder in self.encoders.items()], dim=1)
+
+
+class Method(nn.Module):
+    """Base of every pretraining method.
+
+    settings: the resolved method settings (the class's `defaults` overridden by the profile and the
+    command line); settings["encoder"] holds the encoder's (hidden channels, dropout, ...).
+    """
+
+    name: ClassVar[str] = ""
+    streams: ClassVar[tuple[str, ...]] = ("joint",)
+    defaults: ClassVar[dict] = {}
+
+    def __init__(self, settings: dict | None = None):
+        super().__init__()
+        self.settings = {**self.defaults, **(settings or {})}
+        self.encoders = nn.ModuleDict({stream: self.build_encoder() for stream in self.streams})
+
+    def build_encoder(self) -> nn.Module:
+        """One stream's encoder: the ST-GCN of every published method (a plugin may bring another one
+        that maps (N, 3, T, 25, 2) to (N, feature_dim) and has a `feature_dim` attribute)."""
+        from occbench.nn.stgcn import STGCN
+
+        return STGCN(**self.settings.get("encoder", {}))
+
+    def training_step(self, batch: Batch, epoch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The losses of one batch; "loss" is what the optimiser minimises."""
+        raise NotImplementedError
+
+    def param_groups(self) -> list[dict]:
+        return [{"name": "all", "params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) modules whose target follows the online one by exponential moving average."""
+        return []
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        momentum = self.settings.get("momentum")
+        for online, target in self.momentum_pairs():
+            for p_online, p_target in zip(online.parameters(), target.parameters(), strict=True):
+                p_target.mul_(momentum).add_(p_online.detach(), alpha=1 - momentum)
+
+    def feature_encoder(self) -> FeatureEncoder:
+        return FeatureEncoder(self.encoders)
+
+
+class MoCoMethod(Method):
+    """MoCo v2 per stream (SkeletonCLR and its descendants): query encoder + MLP head, momentum key
+    encoder, a queue of normalised keys, InfoNCE against the queue."""
+
+    defaults: ClassVar[dict] = {"queue_size": 32768, "momentum": 0.999, "temperature": 0.07, "feature_dim": 128}
+
+    def __init__(self, settings: dict | None = None):
+        super().__init__(settings)
+        dim = self.settings["feature_dim"]
+        hidden = next(iter(self.encoders.values())).feature_dim
+        self.heads = nn.ModuleDict({s: mlp_head((hidden, hidden, dim)) for s in self.streams})
+        # The published MoCo code bases initialise every conv/linear N(0, 0.02) and BN weights N(1, 0.02).
+        from occbench.nn.stgcn import init_weights
+
+        self.apply(init_weights)
+        self.key_encoders = copy.deepcopy(self.encoders).requires_grad_(False)
+        self.key_heads = copy.deepcopy(self.heads).requires_grad_(False)
+        for stream in self.streams:
+            queue = F.normalize(torch.randn(self.settings["queue_size"], dim), dim=1)
+            self.register_buffer(f"queue_{stream}", queue)
+            self.register_buffer(f"queue_ptr_{stream}", torch.zeros((), dtype=torch.long))
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.encoders, self.key_encoders), (self.heads, self.key_heads)]
+
+    def query(self, x: torch.Tensor, stream: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return F.normalize(self.heads[stream](self.encoders[stream](to_stream(x, stream, mask))), dim=1)
+
+    @torch.no_grad()
+    def key(self, x: torch.Tensor, stream: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return F.normalize(self.key_heads[stream](self.key_encoders[stream](to_stream(x, stream, mask))), dim=1)
+
+    def queue(self, stream: str) -> torch.Tensor:
+        return getattr(self, f"queue_{stream}")
+
+    def logits(self, q: torch.Tensor, k: torch.Tensor, stream: str) -> torch.Tensor:
+        """[q.k+, q.queue] / T: column 0 is the positive."""
+        positive = (q * k).sum(dim=1, keepdim=True)
+        # A copy: backward needs the queue as it was, and enqueue() overwrites rows in place.
+        negatives = q @ self.queue(stream).clone().T
+        return torch.cat([positive, negatives], dim=1) / self.settings["temperature"]
+
+    @torch.no_grad()
+    def enqueue(self, k: torch.Tensor, stream: str) -> None:
+        queue, ptr = self.queue(stream), getattr(self, f"queue_ptr_{stream}")
+        size = len(queue)
+        rows = (ptr + torch.arange(len(k), device=k.device)) % size
+        queue[rows] = k
+        ptr.copy_((ptr + len(k)) % size)
+
+
+def info_nce(logits: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+
+
+def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """-mean over the positive set of log softmax(logits); positives: bool (N, K) (column 0 included)."""
+    log_prob = F.log_softmax(logits, dim=1)
+    return -((log_prob * positives).sum(1) / positives.sum(1)).mean()
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch.Tensor:
+    """sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2 with C the batch-normalised cross-correlation."""
+    n = len(z1)
+    c = F.batch_norm(z1, None, None, training=True).T @ F.batch_norm(z2, None, None, training=True) / n
+    on_diagonal = (torch.diagonal(c) - 1).pow(2).sum()
+    off_diagonal = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    return on_diagonal + lambd * off_diagonal

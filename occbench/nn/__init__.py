@@ -1,0 +1,1 @@
+"""Neural-network building blocks: the ST-GCN encoder, its graph and checkpoint loading."""

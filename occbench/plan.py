@@ -1,0 +1,188 @@
+"""The benchmark grid as a graph of cached stages; the one place that decides cache keys and folders.
+
+    data (dataset, occlusion) ─► impute (imputer, split, seed) ─► pretrain (method, split, seed) ─► evaluate
+                    └──────────────── stage-1 pretrain (OPSTL on the occluded data) ──┘  (knn only)
+
+A stage's key is a digest of everything that determines its output: its own resolved settings and
+the keys of the stages it reads. Identical stages collapse into one (the stage-1 OPSTL pretraining of
+the KNN imputer *is* the OPSTL pretraining on non-imputed data), and a changed setting changes the
+keys of exactly the stages it affects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from occbench.catalogue import Catalogue, apply_overrides, merge
+from occbench.errors import OccbenchError
+
+# Bump when a stage's output for the same settings changes (a bug fix in training, say).
+STAGE_VERSION = 1
+KINDS = ("data", "impute", "pretrain", "evaluate")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One result of the grid: what a table row/column pair refers to."""
+
+    method: str
+    imputer: str
+    dataset: str
+    split: str
+    occlusion: str
+    protocol: str
+    seed: int
+    profile: str
+
+
+@dataclass(eq=False)
+class Stage:
+    kind: str
+    label: str
+    settings: dict
+    needs: tuple[Stage, ...] = ()
+    cell: Cell | None = None
+
+    @cached_property
+    def key(self) -> str:
+        payload = {"kind": self.kind, "version": STAGE_VERSION, "settings": self.settings,
+                   "needs": [need.key for need in self.needs]}
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def folder(self, work: Path) -> Path:
+        return work / self.kind / self.key
+
+    def need(self, kind: str) -> Stage:
+        return next(need for need in self.needs if need.kind == kind)
+
+
+@dataclass
+class Grid:
+    datasets: list[tuple[str, str]]
+    occlusion: str
+    methods: list[str]
+    imputers: list[str]
+    protocols: list[str]
+    seeds: list[int]
+    profile: str
+    overrides: list[str] = field(default_factory=list)
+
+
+def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) -> Grid:
+    """The suite's grid with any command-line option (methods, imputers, ...) replacing its entry."""
+    base = catalogue.suite(suite)
+
+    def pick(name: str):
+        value = options.get(name)
+        return base[name] if value in (None, [], "") else value
+
+    def names(kind: str) -> list[str]:
+        value = pick(kind)
+        registry = host.registries[kind]
+        if value == "all" or value == ["all"]:
+            # The catalogue's entries, plus third-party plugins' (a built-in extra such as crossclr3s is
+            # opt-in by name, so "all" stays the paper's grid).
+            listed = [name for name in getattr(catalogue, kind) if name in registry]
+            extra = [name for name in registry.names()
+                     if name not in listed and registry.owner(name).distribution != "occbench"]
+            return listed + extra
+        for name in value:
+            registry[name]  # unknown names fail here, with the list of known ones
+        return list(value)
+
+    datasets = []
+    for item in pick("datasets"):
+        dataset, _, split = str(item).partition("/")
+        if dataset not in catalogue.datasets:
+            raise OccbenchError(f"unknown dataset {dataset!r}: choose from {', '.join(catalogue.datasets)}")
+        splits = catalogue.datasets[dataset]["splits"]
+        for one in [split] if split else splits:
+            if one not in splits:
+                raise OccbenchError(f"dataset {dataset} has no split {one!r}: choose from {', '.join(splits)}")
+            datasets.append((dataset, one))
+    occlusion = pick("occlusion")
+    if occlusion not in catalogue.occlusions:
+        raise OccbenchError(f"unknown occlusion {occlusion!r}: choose from {', '.join(catalogue.occlusions)}")
+    profile = pick("profile")
+    catalogue.profile(profile)
+    return Grid(datasets, occlusion, names("methods"), names("imputers"), names("protocols"),
+                [int(s) for s in pick("seeds")], profile, list(options.get("overrides") or []))
+
+
+def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]) -> list[Stage]:
+    """Every stage of the grid, each once, dependencies before dependents."""
+    profile = apply_overrides(catalogue.profile(grid.profile), grid.overrides)
+    stages: dict[str, Stage] = {}
+
+    def add(stage: Stage) -> Stage:
+        return stages.setdefault(stage.key, stage)
+
+    def data_stage(dataset: str) -> Stage:
+        source = "embedded" if catalogue.datasets[dataset]["source"] == "embedded" else sources.get(dataset)
+        if source is None:
+            raise OccbenchError(
+                f"dataset {dataset} needs its prepared folder: pass --data {dataset}=DIR "
+                f"(made by `occbench data prepare --benchmark {dataset}`)"
+            )
+        settings = {"dataset": dataset, "source": source, "occlusion": grid.occlusion,
+                    "frames": profile["data"]["frames"], "synth": catalogue.datasets[dataset].get("synth", {})}
+        return add(Stage("data", f"data {dataset} {grid.occlusion}", settings))
+
+    def pretrain_stage(method: str, input_stage: Stage, data: Stage, split: str, seed: int) -> Stage:
+        method_profile = dict(profile.get("methods", {}).get(method, {}))
+        schedule = merge(profile["pretrain"], method_profile.pop("pretrain", {}))
+        owner = host.methods.owner(method)
+        settings = {
+            "method": method, "plugin": f"{owner.distribution} {owner.version}",
+            "method_settings": {**method_profile, "encoder": profile.get("encoder", {})},
+            "pretrain": schedule, "batch_size": profile["data"]["batch_size"], "split": split, "seed": seed,
+        }
+        imputer = input_stage.settings.get("imputer", "none")
+        needs = (input_stage,) if input_stage is data else (input_stage, data)
+        return add(Stage("pretrain", f"pretrain {method} {imputer} {data.settings['dataset']}/{split} seed{seed}",
+                         settings, needs))
+
+    def impute_stage(imputer: str, data: Stage, split: str, seed: int) -> Stage:
+        if imputer == "none":
+            return data
+        settings = {"imputer": imputer, "settings": profile.get("imputers", {}).get(imputer, {}),
+                    "split": split, "seed": seed}
+        needs: tuple[Stage, ...] = (data,)
+        if getattr(host.imputers[imputer], "needs_encoder", False):
+            stage1 = settings["settings"].get("stage1_method", "opstl")
+            needs = (data, pretrain_stage(stage1, data, data, split, seed))
+        return add(Stage("impute", f"impute {imputer} {data.settings['dataset']}/{split} seed{seed}",
+                         settings, needs))
+
+    for dataset, split in grid.datasets:
+        data = data_stage(dataset)
+        for seed in grid.seeds:
+            for imputer in grid.imputers:
+                source = impute_stage(imputer, data, split, seed)
+                for method in grid.methods:
+                    pretrain = pretrain_stage(method, source, data, split, seed)
+                    for protocol in grid.protocols:
+                        settings = {"protocol": protocol, "settings": protocol_settings(profile, catalogue,
+                                                                                        method, protocol),
+                                    "split": split, "seed": seed}
+                        cell = Cell(method, imputer, dataset, split, grid.occlusion, protocol, seed, grid.profile)
+                        add(Stage("evaluate", f"evaluate {protocol} {method} {imputer} {dataset}/{split} "
+                                  f"seed{seed}", settings, (pretrain, source), cell))
+    return list(stages.values())  # insertion order: every stage is added after the stages it needs
+
+
+def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol: str) -> dict:
+    settings = profile.get("protocols", {}).get(protocol, {})
+    if protocol == "linear":
+        variant = catalogue.methods.get(method, {}).get("linear", "torchlight")
+        settings = {**settings[variant], "variant": variant}
+    return dict(settings)
+
+
+def cell_dict(cell: Cell) -> dict:
+    return asdict(cell)

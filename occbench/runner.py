@@ -1,0 +1,218 @@
+"""Runs the stages of a plan: each stage once, resumably, its output recorded in its own folder.
+
+A stage is done when its folder holds `done.json` (written atomically, last); evaluation stages also
+write their result record into the results folder. Killed at any moment, a re-run skips what is done,
+and a pretraining resumes from its last epoch's checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from occbench import store
+from occbench.data.dataset import SkeletonDataset
+from occbench.errors import OccbenchError
+from occbench.plan import Stage
+
+
+@dataclass
+class Context:
+    work: Path  # stage folders
+    results: Path  # result records
+    host: object  # the PluginHost
+    device: str = "cpu"
+    progress: bool = True
+
+
+def is_done(stage: Stage, context: Context) -> bool:
+    return (stage.folder(context.work) / "done.json").is_file()
+
+
+def output(stage: Stage, context: Context) -> dict:
+    return json.loads((stage.folder(context.work) / "done.json").read_text())
+
+
+def _finish(stage: Stage, context: Context, result: dict) -> dict:
+    folder = stage.folder(context.work)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "stage.json").write_text(json.dumps({"kind": stage.kind, "label": stage.label, "key": stage.key,
+                                                   "settings": stage.settings}, indent=2, default=str))
+    tmp = folder / "done.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2, default=str))
+    os.replace(tmp, folder / "done.json")
+    return result
+
+
+def run_stage(stage: Stage, context: Context) -> dict:
+    if is_done(stage, context):
+        return output(stage, context)
+    cell = asdict(stage.cell) if stage.cell else {"kind": stage.kind, "label": stage.label}
+    context.host.hook.occbench_cell_started(cell={**cell, "key": stage.key, "settings": stage.settings})
+    started = time.time()
+    result = EXECUTORS[stage.kind](stage, context)
+    result["wall_seconds"] = round(time.time() - started, 2)
+    if stage.kind == "evaluate":  # the record first: a stage marked done always has its record
+        record = _record(stage, context, result)
+        result["record"] = str(store.write_record(record, context.results, name=f"{stage.key}.json"))
+    _finish(stage, context, result)
+    context.host.hook.occbench_cell_finished(cell={**cell, "key": stage.key}, result=result)
+    return result
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def _data(stage: Stage, context: Context) -> dict:
+    from occbench.data.occlusion import occlude
+    from occbench.data.preprocess import preprocess
+
+    s = stage.settings
+    if s["source"] == "embedded":
+        from occbench.data.embedded import embedded_datasets
+        from occbench.data.synth import SynthConfig
+
+        occlusion = "realistic" if s["occlusion"] == "none" else s["occlusion"]
+        sets = embedded_datasets(occlusion=occlusion, config=SynthConfig(**s["synth"]), frames=s["frames"],
+                                 progress=context.progress)
+        if s["occlusion"] == "none":
+            return {"raw": str(sets["raw"].path), "frames": str(sets["clean"].path)}
+        return {"raw": str(sets["occluded_raw"].path), "frames": str(sets["occluded"].path)}
+    folder = stage.folder(context.work)
+    raw = SkeletonDataset(s["source"])
+    if s["occlusion"] != "none":
+        raw = _reuse(folder / "raw", lambda out: occlude(raw, out, s["occlusion"], seed=0, progress=context.progress))
+    frames = _reuse(folder / "frames",
+                    lambda out: preprocess(raw, out, frames=s["frames"], progress=context.progress))
+    return {"raw": str(raw.path), "frames": str(frames.path)}
+
+
+def _reuse(folder: Path, build) -> SkeletonDataset:
+    return SkeletonDataset(folder) if (folder / "meta.json").is_file() else build(folder)
+
+
+# --- impute ---------------------------------------------------------------------------------------
+
+
+def _impute(stage: Stage, context: Context) -> dict:
+    from occbench.data.preprocess import preprocess
+
+    s = stage.settings
+    data = output(stage.need("data"), context)
+    raw, frames = SkeletonDataset(data["raw"]), SkeletonDataset(data["frames"])
+    imputer = context.host.imputers[s["imputer"]]
+    embed = None
+    if getattr(imputer, "needs_encoder", False):
+        encoder = load_stage_encoder(stage.need("pretrain"), context)
+        embed = lambda part: embed_part(encoder, part, context.device)  # noqa: E731
+    folder = stage.folder(context.work)
+    imputed = _reuse(folder / "raw", lambda out: imputer(raw, frames, s["split"], out, s["settings"], s["seed"],
+                                                       embed=embed, progress=context.progress))
+    imputed_frames = _reuse(folder / "frames", lambda out: preprocess(
+        imputed, out, frames=frames.frames, progress=context.progress))
+    return {"raw": str(imputed.path), "frames": str(imputed_frames.path), "quality": _quality(imputed, s["split"])}
+
+
+def _quality(imputed: SkeletonDataset, split: str) -> dict | None:
+    """The error on the occluded joints when the clean data is known (occbench occluded it)."""
+    from occbench.impute import ground_truth, imputation_error, quality_record
+
+    return quality_record(imputation_error(imputed, split)) if ground_truth(imputed) is not None else None
+
+
+@torch.no_grad()
+def embed_part(encoder: torch.nn.Module, part, device: str, batch_size: int = 256):
+    encoder.eval()
+    x = torch.as_tensor(part.data)
+    chunks = [encoder(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(chunks).numpy()
+
+
+# --- pretrain -------------------------------------------------------------------------------------
+
+
+def _method(stage: Stage, context: Context):
+    cls = context.host.methods[stage.settings["method"]]
+    return cls(stage.settings["method_settings"]).to(context.device)
+
+
+def _train_data(stage: Stage, context: Context, part: str = "train"):
+    """The split's part from the stage's input, with OPSTL's missing-joint flags from the occluded data."""
+    from occbench.data.batches import DeviceData, occluded_joints
+
+    s = stage.settings
+    source = next(need for need in stage.needs if need.kind in ("impute", "data"))
+    data = SkeletonDataset(output(source, context)["frames"])
+    occluded = SkeletonDataset(output(stage.need("data"), context)["frames"]).part(s["split"], part)
+    piece = data.part(s["split"], part)
+    if piece.names != occluded.names:
+        raise OccbenchError(f"{data.path}: samples of {s['split']}/{part} differ from the occluded data's; "
+                            "delete the stage folder and run again")
+    return DeviceData(piece, context.device, missing=occluded_joints(occluded)), data
+
+
+def _pretrain(stage: Stage, context: Context) -> dict:
+    from occbench.engine import Checkpoint, fit, seed_everything
+
+    s = stage.settings
+    generator = seed_everything(s["seed"])
+    method = _method(stage, context)
+    train, _ = _train_data(stage, context)
+    folder = stage.folder(context.work)
+
+    def batches(epoch, gen):
+        return train.batches(min(s["batch_size"], len(train)), gen)
+
+    history = fit(
+        method, lambda batch, epoch: method.training_step(batch, epoch, generator), batches,
+        s["pretrain"]["epochs"], s["pretrain"]["optimizer"], s["pretrain"].get("schedule", {}), generator,
+        checkpoint=Checkpoint(folder), params=method.param_groups(),
+        after_step=lambda epoch, index: method.after_step(), progress=stage.label if context.progress else None,
+    )
+    torch.save(method.feature_encoder().state_dict(), folder / "encoder.pth")
+    return {"encoder": str(folder / "encoder.pth"), "history": history}
+
+
+def load_stage_encoder(stage: Stage, context: Context) -> torch.nn.Module:
+    encoder = _method(stage, context).feature_encoder()
+    encoder.load_state_dict(torch.load(output(stage, context)["encoder"], map_location=context.device,
+                                       weights_only=True))
+    return encoder.eval()
+
+
+# --- evaluate -------------------------------------------------------------------------------------
+
+
+def _evaluate(stage: Stage, context: Context) -> dict:
+    from occbench.data.batches import EvalData
+    from occbench.engine import seed_everything
+
+    s = stage.settings
+    pretrain = stage.need("pretrain")
+    encoder = load_stage_encoder(pretrain, context)
+    train, data = _train_data(pretrain, context, "train")
+    val, _ = _train_data(pretrain, context, "val")
+    generator = seed_everything(s["seed"])
+    protocol = context.host.protocols[s["protocol"]]
+    eval_data = EvalData(train, val, data.num_class, generator, stage.label if context.progress else None)
+    return {"metrics": protocol(encoder, eval_data, s["settings"])}
+
+
+def _record(stage: Stage, context: Context, result: dict) -> dict:
+    pretrain = stage.need("pretrain")
+    plugins = {info.name: info.version for info in context.host.plugins}
+    config = {"cell": asdict(stage.cell), "evaluate": stage.settings, "pretrain": pretrain.settings,
+              "stages": {need.kind: need.key for need in (stage, *stage.needs, *pretrain.needs)}}
+    provenance = store.provenance(plugins=plugins, device=context.device, world_size=1,
+                                  global_batch=pretrain.settings["batch_size"], wall_seconds=result["wall_seconds"])
+    method = context.host.methods[stage.cell.method]
+    cell = {**asdict(stage.cell), "stream": "+".join(stream[0].upper() for stream in method.streams)}
+    return store.make_record(cell, result["metrics"], config, provenance)
+
+
+EXECUTORS = {"data": _data, "impute": _impute, "pretrain": _pretrain, "evaluate": _evaluate}
