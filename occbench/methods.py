@@ -152,6 +152,12 @@ class MoCoMethod(Method):
         ptr.copy_((ptr + len(k)) % size)
 
 
+def mining_started(epoch: int, start: int) -> bool:
+    """True from 0-based epoch `start` on: the published code bases count epochs from 1 and switch when
+    `epoch <= start` fails, i.e. at their epoch start + 1, which is occbench's epoch `start`."""
+    return epoch + 1 > start
+
+
 def info_nce(logits: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 

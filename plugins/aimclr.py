@@ -31,13 +31,7 @@ import torch.nn.functional as F
 
 from occbench.augment import extreme_view, normal_view
 from occbench.hookspecs import hookimpl
-from occbench.methods import MoCoMethod, info_nce, multi_positive_nce
-
-
-def mining_started(epoch: int, start: int) -> bool:
-    """True from 0-based epoch `start` on: the reference's 1-based `epoch <= start` test still holds for
-    0-based epoch start - 1 (its epoch start) and fails from 0-based epoch start (its start + 1)."""
-    return epoch + 1 > start
+from occbench.methods import MoCoMethod, info_nce, mining_started, multi_positive_nce
 
 
 @torch.no_grad()

@@ -109,7 +109,7 @@ def test_a_third_party_method_runs_through_the_grid(setup, capsys):
     assert 0 <= record["metrics"]["top1"] <= 100 and record["metrics"]["epochs"] == 4
     assert record["provenance"]["plugins"]["occbench_tiny"] == "1.2.3"
     assert record["config"]["pretrain"]["pretrain"]["epochs"] == 2  # the --cfg-options reached the stage
-    assert record["config"]["pretrain"]["method_settings"]["encoder"] == {"hidden_channels": 16, "hidden_dim": 256,
+    assert record["config"]["pretrain"]["method_settings"]["encoder"] == {"hidden_channels": 16, "hidden_dim": 128,
                                                                           "dropout": 0.5}
     # a second run computes nothing; a changed protocol setting re-runs only the evaluations
     started = len(events(tmp_path, "started"))

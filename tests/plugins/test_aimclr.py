@@ -8,12 +8,12 @@ from torch import nn
 
 from occbench.augment import normal_view
 from occbench.data.batches import Batch
+from occbench.methods import mining_started
 from occbench_plugins.aimclr import (
     AimCLR,
     attention_drop,
     d3m_loss,
     mined_positives,
-    mining_started,
     simam_attention,
 )
 from occbench_plugins.aimclr import occbench_register_methods as register_aimclr

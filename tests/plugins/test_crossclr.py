@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from occbench.data.batches import Batch
-from occbench_plugins.crossclr import CrosSCLR, CrosSCLR3s, cross_view_loss, mining_started
+from occbench.methods import mining_started
+from occbench_plugins.crossclr import CrosSCLR, CrosSCLR3s, cross_view_loss
 from occbench_plugins.crossclr import occbench_register_methods as register_crossclr
 
 
