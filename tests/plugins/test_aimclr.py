@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from occbench.augment import normal_view
 from occbench.data.batches import Batch
@@ -17,27 +16,7 @@ from occbench_plugins.aimclr import (
     simam_attention,
 )
 from occbench_plugins.aimclr import occbench_register_methods as register_aimclr
-
-
-class TinyEncoder(nn.Module):
-    """Stand-in with the STGCN contract: forward, feature_map (N*M, D, T', V), pool, feature_dim."""
-
-    def __init__(self, feature_dim: int = 16):
-        super().__init__()
-        self.feature_dim = feature_dim
-        self.conv = nn.Conv2d(3, feature_dim, (3, 1), stride=(2, 1), padding=(1, 0))
-
-    def feature_map(self, x, ignore_joints=None):
-        n, c, t, v, m = x.shape
-        return torch.relu(self.conv(x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)))
-
-    @staticmethod
-    def pool(feature_map, persons):
-        nm, c = feature_map.shape[:2]
-        return feature_map.mean((2, 3)).view(nm // persons, persons, c).mean(1)
-
-    def forward(self, x, ignore_joints=None):
-        return self.pool(self.feature_map(x), x.shape[-1])
+from tests.plugins.stand_ins import TinyEncoder
 
 
 class Tiny(AimCLR):

@@ -1,7 +1,6 @@
 import math
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -10,14 +9,6 @@ from occbench.plugins import PluginInfo, Registry
 from occbench_plugins import opstl
 from occbench_plugins.opstl import OPSTL, frequency_degrees
 from occbench_plugins.pstl import DEGREES, PSTL, draw_from_multiset
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TinyEncoder(nn.Module):

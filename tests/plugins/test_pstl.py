@@ -23,15 +23,6 @@ PSTL_DEGREES = [3, 2, 2, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 2, 2, 2, 1, 4, 1
 STGCN_EXISTS = importlib.util.find_spec("occbench.nn.stgcn") is not None
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a small shared CPU two threads oversubscribe and run these steps ~5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TinyEncoder(nn.Module):
     """Same contract as STGCN: (N, 3, T, V, M) -> (N, 16), ignore_joints removed; records its inputs."""
 
