@@ -145,10 +145,13 @@ def _validate_suite(raw: dict, key: str, suite: dict, fail) -> None:
 
 
 def merge(base: dict, override: dict) -> dict:
-    """Deep merge: mappings merge key by key, anything else in `override` replaces."""
+    """Deep merge: mappings merge key by key, anything else in `override` replaces. A mapping whose
+    `type` differs (an Adam optimizer over an SGD one) replaces the old one whole: keys of one type
+    mean nothing to another (SGD's momentum is not an Adam argument)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("type", old.get("type")) == old.get("type"):
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

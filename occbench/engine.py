@@ -49,10 +49,9 @@ def build_schedulers(wrapper: OptimWrapper, schedule: dict, epochs: int) -> list
     kind = schedule.get("type", "constant")
     if kind == "step":
         schedulers.append(MultiStepLR(wrapper, milestones=list(schedule["milestones"]), gamma=schedule["gamma"]))
-    elif kind == "cosine":
-        schedulers.append(CosineAnnealingLR(wrapper, T_max=max(1, epochs - warmup), eta_min=0.0,
-                                            begin=warmup, end=epochs))
-    elif kind != "constant":
+    elif kind == "cosine" and epochs > warmup:
+        schedulers.append(CosineAnnealingLR(wrapper, T_max=epochs - warmup, eta_min=0.0, begin=warmup, end=epochs))
+    elif kind not in ("constant", "cosine"):
         raise OccbenchError(f"schedule type {kind!r} is not supported: use step, cosine or constant")
     return schedulers
 

@@ -11,6 +11,17 @@ from occbench.data.skeleton import write_skeleton
 NTU_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ntu-samples"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op torch thread: on a small shared CPU two threads oversubscribe and run ~5-10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def ntu_samples() -> Path:
     if not any(NTU_SAMPLES.glob("*.skeleton")):

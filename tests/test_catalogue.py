@@ -59,3 +59,30 @@ def test_command_line_overrides():
     assert profile["pretrain"]["epochs"] == 3  # the input is not modified
     with pytest.raises(OccbenchError, match="expected key=value"):
         apply_overrides(profile, ["pretrain.epochs"])
+
+
+def test_a_component_of_another_type_replaces_the_old_one():
+    from occbench.catalogue import merge
+
+    sgd = {"optimizer": {"type": "SGD", "lr": 0.1, "momentum": 0.9}, "epochs": 300}
+    assert merge(sgd, {"optimizer": {"type": "Adam", "lr": 5e-3}}) == {"optimizer": {"type": "Adam", "lr": 5e-3},
+                                                                      "epochs": 300}
+    assert merge(sgd, {"optimizer": {"lr": 0.2}})["optimizer"] == {"type": "SGD", "lr": 0.2, "momentum": 0.9}
+
+
+def test_every_method_resolves_to_valid_optimizer_and_schedule_settings():
+    """What the planner hands the engine: only the arguments of the optimizer's own type."""
+    import inspect
+
+    import torch
+
+    from occbench.catalogue import merge
+
+    catalogue = load_catalogue()
+    for name in ("paper", "quick"):
+        profile = catalogue.profile(name)
+        for method, settings in profile["methods"].items():
+            pretrain = merge(profile["pretrain"], settings.get("pretrain", {}))
+            optimizer = dict(pretrain["optimizer"])
+            accepted = inspect.signature(getattr(torch.optim, optimizer.pop("type"))).parameters
+            assert set(optimizer) <= set(accepted), (name, method, optimizer)

@@ -136,7 +136,8 @@ def test_unknown_names_are_one_line_errors(setup, capsys):
 
 def test_sigkill_then_rerun_completes_each_cell_once(setup):
     tmp_path, site, args = setup
-    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "TINY_SLOW": "0.05"}
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "TINY_SLOW": "0.05",
+           "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "occbench", *args]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
@@ -157,3 +158,20 @@ def test_sigkill_then_rerun_completes_each_cell_once(setup):
     finished = [key for _, key in events(tmp_path, "finished")]
     assert len(finished) == len(set(finished)) == 5  # every stage finished exactly once
     assert len(list((tmp_path / "results").glob("*.json"))) == 2
+
+
+def test_every_builtin_method_runs_through_the_runner(setup, capsys):
+    """The real ST-GCN and each built-in method's resolved quick settings, one epoch each."""
+    tmp_path, _, args = setup
+    args = [a for a in args if a != "tinyclr"]
+    methods = args.index("--methods")
+    args[methods + 1:methods + 1] = ["skeletonclr,crossclr,aimclr,pstl,opstl"]
+    args[args.index("--seeds") + 1] = "0"
+    assert main([*args, "pretrain.epochs=1", "methods.pstl.pretrain.epochs=1",
+                 "methods.opstl.pretrain.epochs=1", "methods.pstl.mask_frame=2", "methods.opstl.mask_frame=2"]) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    assert {r["cell"]["method"] for r in records} == {"skeletonclr", "crossclr", "aimclr", "pstl", "opstl"}
+    streams = {r["cell"]["method"]: r["cell"]["stream"] for r in records}
+    assert streams["crossclr"] == "J+M" and streams["pstl"] == "J"
+    assert next(r for r in records if r["cell"]["method"] == "pstl")["config"]["pretrain"]["pretrain"]["optimizer"][
+        "type"] == "Adam"
