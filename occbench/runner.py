@@ -174,6 +174,7 @@ def _pretrain(stage: Stage, context: Context) -> dict:
         checkpoint=Checkpoint(folder), params=method.param_groups(),
         after_step=lambda epoch, index: method.after_step(), progress=stage.label if context.progress else None,
     )
+    folder.mkdir(parents=True, exist_ok=True)  # zero epochs write no checkpoint (the random-weights baseline)
     torch.save(method.feature_encoder().state_dict(), folder / "encoder.pth")
     return {"encoder": str(folder / "encoder.pth"), "history": history}
 

@@ -13,15 +13,22 @@ Each block computes, on ``x`` of shape (N*M, C, T, V),
     tcn:  BN -> ReLU -> Conv(9x1, stride) -> BN -> Dropout
     out = ReLU(tcn(gcn(x)) + residual(x))
 
-:class:`STGCN` evaluates the graph convolution in whichever order is cheaper (the 1x1 channel mixing
-first when it does not widen the channels, the adjacency product first when it does, the K subsets
-never materialised as one K*C-channel tensor that must be permuted), and draws its dropout masks
-exactly as ``nn.Dropout`` does, so that with the same weights and the same random seed it gives the
-same outputs and gradients as the published formulation, which :class:`ReferenceSTGCN` keeps
-(1x1 convolution to K*C channels then an einsum, per block) for comparisons and benchmarks.
+:class:`STGCN` computes exactly that with less work on CPU: activations are kept channel-first,
+(C, N*M, T, V), so that the graph convolution is a handful of large GEMMs (the adjacency product
+on the narrower side of the channel mixing, the K subsets accumulated in place, no K*C-channel
+tensor and no permuted copy), the 1x1 residual convolutions are GEMMs, BatchNorm runs on a
+(1, C, L) view, and no in-place op touches a view (which would make autograd copy). Dropout draws
+its Bernoulli mask from packed random bits instead of one ``bernoulli_`` call per element: same
+distribution, different random stream, so with dropout active the two formulations agree in law,
+not sample by sample. :class:`ReferenceSTGCN` keeps the published formulation (1x1 convolution to
+K*C channels, then an einsum, ``nn.Dropout``) with the same parameters, for equality tests and
+benchmarks: in eval mode, or with ``dropout=0``, both give the same outputs and gradients up to
+floating-point rounding.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -48,34 +55,33 @@ def init_weights(module: nn.Module) -> None:
         module.bias.data.fill_(0.0)
 
 
-def _batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, channel_first: bool, scale: float = 1.0) -> Tensor:
-    """``bn(x)``, with ``_BatchNorm.forward``'s bookkeeping, on (N, C, ...) or channel-first (C, ...) input.
+def _batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, scale: float = 1.0) -> Tensor:
+    """``bn(x)`` with ``_BatchNorm.forward``'s bookkeeping; ``x`` is (N, C, ...) or a (1, C, L) view.
 
-    Channel-first input is normalised as a (1, C, L) view: the statistics are then taken over every
-    element of a channel, exactly as BatchNorm2d does over (N, T, V). ``scale`` multiplies the affine
-    weight and bias (the output), which is how the dropout rescaling 1 / (1 - p) is folded in.
+    A channel-first (C, N, T, V) tensor is normalised as its (1, C, N*T*V) view: the statistics are
+    then taken over every element of a channel, exactly as BatchNorm2d does over (N, T, V). ``scale``
+    multiplies the affine weight and bias, i.e. the output (how the dropout's 1 / (1 - p) is folded in).
+    The result is a fresh tensor, so in-place ops on it stay cheap for autograd.
     """
     factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-    use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     track = not bn.training or bn.track_running_stats
     weight, bias = bn.weight, bn.bias
     if scale != 1.0:
         weight = None if weight is None else weight * scale
         bias = None if bias is None else bias * scale
-    out = F.batch_norm(
-        x.view(1, x.shape[0], -1) if channel_first else x,
+    return F.batch_norm(
+        x,
         bn.running_mean if track else None,
         bn.running_var if track else None,
         weight,
         bias,
-        use_batch_stats,
+        bn.training or (bn.running_mean is None and bn.running_var is None),
         factor,
         bn.eps,
     )
-    return out.view(x.shape)
 
 
 class GraphConv(nn.Module):
@@ -84,10 +90,11 @@ class GraphConv(nn.Module):
     The single parameter ``conv`` is laid out as the published ``ConvTemporalGraphical.conv``: output
     channel ``k * out_channels + c`` is channel ``c`` of subset ``k``.
 
-    :meth:`forward` works on channel-first tensors (C, N, T, V): there both the channel mixing
+    :meth:`forward` works on channel-first tensors (C, N, T, V), where both the channel mixing
     (``W_k @ X`` with X viewed as C x (N*T*V)) and the adjacency product (X viewed as (C*N*T) x V, times
-    ``A_k``) are single large GEMMs, and the K subsets are accumulated in place instead of being
-    materialised as one K*C-channel tensor that must be permuted for the einsum.
+    ``A_k``) are single large GEMMs, done on the narrower side (the adjacency first when the block
+    widens the channels), and the K subsets are accumulated in place instead of being materialised as
+    one K*C-channel tensor that must be permuted for an einsum.
     """
 
     def __init__(self, in_channels: int, out_channels: int, num_subsets: int):
@@ -96,25 +103,27 @@ class GraphConv(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels * num_subsets, kernel_size=1)
 
     def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
-        """x: (C_in, N, T, V) contiguous; adjacency: (K, V, V) -> (C_out, N, T, V) contiguous."""
+        """x: (C_in, N, T, V) contiguous; adjacency: (K, V, V) -> (C_out, N*T*V), i.e. (C_out, N, T, V) flat."""
         cin, n, t, v = x.shape
         kk, c = self.num_subsets, self.out_channels
         weight = self.conv.weight.view(kk, c, cin)
         bias = self.conv.bias
-        out = None
         if cin <= c:
-            # adjacency first (on C_in channels, the narrower side): sum_k W_k (X A_k), then the bias,
-            # which the published order adds before the adjacency: sum_k b_k[c] * colsum(A_k)[w]
+            # adjacency first: out = sum_k W_k (X A_k) + sum_k b_k[c] * colsum(A_k)[w] (the published
+            # order adds the bias before the adjacency product); the bias term is materialised as the
+            # accumulator so that every GEMM accumulates into one fresh tensor
             rows = x.view(-1, v)
+            if bias is None:
+                out = x.new_zeros(c, n * t * v)
+            else:
+                per_joint = bias.view(kk, c).t().mm(adjacency.sum(1))  # (C_out, V)
+                out = per_joint.unsqueeze(1).expand(c, n * t, v).reshape(c, n * t * v)
             for k in range(kk):
-                z = rows.mm(adjacency[k]).view(cin, -1)
-                out = weight[k].mm(z) if out is None else out.addmm_(weight[k], z)
-            out = out.view(c, n, t, v)
-            if bias is not None:
-                out = out.add_(bias.view(kk, c).t().mm(adjacency.sum(1)).view(c, 1, 1, v))
+                out = out.addmm_(weight[k], rows.mm(adjacency[k]).view(cin, -1))
             return out
-        # channel mixing first (to the narrower C_out): sum_k (W_k X + b_k) A_k
+        # channel mixing first (to the narrower C_out): out = sum_k (W_k X + b_k) A_k
         cols = x.view(cin, -1)
+        out = None
         for k in range(kk):
             if bias is None:
                 mixed = weight[k].mm(cols)
@@ -122,7 +131,7 @@ class GraphConv(nn.Module):
                 mixed = torch.addmm(bias[k * c:(k + 1) * c].unsqueeze(1), weight[k], cols)
             mixed = mixed.view(-1, v)
             out = mixed.mm(adjacency[k]) if out is None else out.addmm_(mixed, adjacency[k])
-        return out.view(c, n, t, v)
+        return out.view(c, -1)
 
     def reference(self, x: Tensor, adjacency: Tensor) -> Tensor:
         """The published formulation on (N, C, T, V): 1x1 conv to K*C channels, then an einsum."""
@@ -135,23 +144,24 @@ class GraphConv(nn.Module):
 _MASK_BITS = 15
 
 
-def _keep_mask(shape, p: float, device) -> Tensor:
-    """A boolean dropout mask: True (keep) with probability 1 - p, rounded to a multiple of 2**-15.
+def _keep_mask(shape, p: float, like: Tensor) -> Tensor:
+    """A 0/1 dropout mask of ``like``'s dtype, 1 (keep) with probability 1 - p rounded to a multiple of 2**-15.
 
     The bits come from 64-bit random words cut into four 15-bit lanes, about 20x cheaper on CPU than
-    one ``bernoulli_`` draw per element (which is what ``nn.Dropout`` costs); 0.5 is exact.
+    one ``bernoulli_`` draw per element (what ``nn.Dropout`` costs there); p = 0.5 is exact.
     """
     n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_()
     lanes = words.view(torch.int16)[:n].bitwise_and_((1 << _MASK_BITS) - 1)
-    return torch.lt(lanes, round((1 - p) * (1 << _MASK_BITS))).view(shape)
+    return torch.lt(lanes, round((1 - p) * (1 << _MASK_BITS))).to(like.dtype).view(shape)
 
 
 class STGCNBlock(nn.Module):
     """One ST-GCN unit; submodule names match the published ``st_gcn`` (``gcn``, ``tcn``, ``residual``).
 
-    :meth:`forward` takes and returns channel-first tensors (C, N, T, V); the temporal convolution runs
-    on an (N, C, T, V) copy. :meth:`reference` is the published ``st_gcn.forward`` on (N, C, T, V).
+    :meth:`forward` takes and returns channel-first tensors (C, N, T, V); only the temporal
+    convolution and the BatchNorm + dropout after it run on an (N, C, T, V) copy. :meth:`reference` is
+    the published ``st_gcn.forward`` on (N, C, T, V).
     """
 
     def __init__(
@@ -187,16 +197,19 @@ class STGCNBlock(nn.Module):
 
     def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
         """x: (C_in, N, T, V) contiguous -> (C_out, N, T', V) contiguous."""
+        cin, n, _, v = x.shape
         bn1, _, conv, bn2, drop = self.tcn
-        h = F.relu_(_batch_norm(bn1, self.gcn(x, adjacency), channel_first=True))
-        y = conv(h.transpose(0, 1).contiguous())  # (N, C, T', V)
+        cout = bn1.num_features
+        # in-place ops below act on fresh (non-view) tensors only: no CopySlices in the backward
+        h = F.relu_(_batch_norm(bn1, self.gcn(x, adjacency).unsqueeze(0)))  # (1, C, N*T*V)
+        y = conv(h.view(cout, n, -1, v).transpose(0, 1).contiguous())  # (N, C, T', V)
         p = drop.p if self.training else 0.0
         if p == 0.0:
-            y = _batch_norm(bn2, y, channel_first=False)
+            y = _batch_norm(bn2, y)
         elif y.device.type != "cpu" or p >= 1.0:
-            y = F.dropout(_batch_norm(bn2, y, channel_first=False), p, training=True, inplace=True)
-        else:  # dropout = BatchNorm with its affine scaled by 1 / (1 - p), then the 0/1 mask
-            y = _batch_norm(bn2, y, channel_first=False, scale=1.0 / (1.0 - p)).mul_(_keep_mask(y.shape, p, y.device))
+            y = F.dropout(_batch_norm(bn2, y), p, training=True, inplace=True)
+        else:  # BatchNorm with its affine scaled by 1 / (1 - p), times the 0/1 keep mask
+            y = _batch_norm(bn2, y, scale=1.0 / (1.0 - p)).mul_(_keep_mask(y.shape, p, y))
         y = y.transpose(0, 1)  # a (C, N, T', V) view
         if self.residual_mode == "none":
             out = y.contiguous()
@@ -204,12 +217,13 @@ class STGCNBlock(nn.Module):
             out = x + y  # x first: the sum takes x's contiguous channel-first layout
         else:
             res_conv, res_bn = self.residual
-            cin = x.shape[0]
             src = x if self.stride == 1 else x[:, :, :: self.stride]
             cols = src.reshape(cin, -1)
-            w = res_conv.weight.view(res_conv.out_channels, cin)
+            w = res_conv.weight.view(cout, cin)
             r = w.mm(cols) if res_conv.bias is None else torch.addmm(res_conv.bias.unsqueeze(1), w, cols)
-            out = _batch_norm(res_bn, r.view(-1, *src.shape[1:]), channel_first=True).add_(y)
+            # BatchNorm on a (1, C, N, T', V) view, so that y can be added in place into its result
+            out = _batch_norm(res_bn, r.view(1, *y.shape)).add_(y.unsqueeze(0))
+            return F.relu_(out).squeeze(0)
         return F.relu_(out)
 
     def reference(self, x: Tensor, adjacency: Tensor) -> Tensor:
@@ -281,7 +295,7 @@ class STGCN(nn.Module):
         channel-first tensor the blocks compute on; call ``.contiguous()`` if a kernel needs it.
         """
         x, keep = self._embed(x, ignore_joints, channel_first=True)
-        for block, adjacency in zip(self.st_gcn_networks, self._adjacencies(keep)):
+        for block, adjacency in zip(self.st_gcn_networks, self._adjacencies(keep), strict=True):
             x = block(x, adjacency)
         return x.transpose(0, 1)
 
@@ -347,7 +361,7 @@ class ReferenceSTGCN(STGCN):
 
     def feature_map(self, x: Tensor, ignore_joints=None) -> Tensor:
         x, keep = self._embed(x, ignore_joints, channel_first=False)
-        for block, adjacency in zip(self.st_gcn_networks, self._adjacencies(keep)):
+        for block, adjacency in zip(self.st_gcn_networks, self._adjacencies(keep), strict=True):
             x = block.reference(x, adjacency)
         return x
 
