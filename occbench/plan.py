@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from occbench.errors import OccbenchError
 
 # Bump when a stage's output for the same settings changes (a bug fix in training, say).
 STAGE_VERSION = 1
-KINDS = ("data", "impute", "pretrain", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -182,7 +181,3 @@ def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol
         variant = catalogue.methods.get(method, {}).get("linear", "torchlight")
         settings = {**settings[variant], "variant": variant}
     return dict(settings)
-
-
-def cell_dict(cell: Cell) -> dict:
-    return asdict(cell)

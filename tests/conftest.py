@@ -13,12 +13,14 @@ NTU_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """One intra-op torch thread: on a small shared CPU two threads oversubscribe and run ~5-10x slower."""
+    """One torch and BLAS thread: on a small shared CPU two threads oversubscribe and run ~5-10x slower."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(1):
+        yield
     torch.set_num_threads(threads)
 
 

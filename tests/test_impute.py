@@ -30,18 +30,6 @@ from occbench.impute import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one thread is faster, and immune to waiting on a descheduled OpenMP worker."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
-
-
 def sklearn_knn(x, k=5, donors=None):
     from sklearn.impute import KNNImputer
 

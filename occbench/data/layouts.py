@@ -57,7 +57,7 @@ import numpy as np
 
 from occbench.data.dataset import PARTS, DatasetWriter, SkeletonDataset
 from occbench.data.ntu import BENCHMARKS, CENTER_JOINT, MAX_BODIES, NUM_JOINTS, check_benchmark
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, read_bytes
 
 CROSSCLR_SPLITS = ("xsub", "xview", "xset")
 DATA_VARIANTS = ("data_nan", "data", "position")  # file suffixes, in order of preference
@@ -113,10 +113,7 @@ def safe_load_pickle(path: str | Path) -> object:
     """Unpickle a file that may only hold lists, tuples, dicts, sets, str, bytes, numbers, bool, None
     and numpy arrays/scalars; any other global raises OccbenchError naming the file and the global."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise OccbenchError(f"{path}: cannot read ({err.strerror}); check the path") from None
+    raw = read_bytes(path)
     try:
         return _RestrictedUnpickler(io.BytesIO(raw), path).load()
     except OccbenchError:

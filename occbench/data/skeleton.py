@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from occbench.data.ntu import NUM_JOINTS
-from occbench.errors import OccbenchError, SkeletonFormatError
+from occbench.errors import SkeletonFormatError, read_bytes
 
 JOINT_FIELDS = 12
 INFO_FIELDS = 10
@@ -46,10 +46,7 @@ class SkeletonSequence:
 def read_skeleton(path: str | Path) -> SkeletonSequence:
     """Parse one file; any deviation from the layout raises SkeletonFormatError naming file and line."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise OccbenchError(f"{path}: cannot read ({err.strerror}); check the path") from None
+    raw = read_bytes(path)
     try:
         lines = raw.decode("ascii").splitlines()
     except UnicodeDecodeError:

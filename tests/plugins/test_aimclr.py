@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from occbench.augment import normal_view
-from occbench.data.batches import Batch
 from occbench.methods import mining_started
 from occbench_plugins.aimclr import (
     AimCLR,
@@ -16,21 +15,12 @@ from occbench_plugins.aimclr import (
     simam_attention,
 )
 from occbench_plugins.aimclr import occbench_register_methods as register_aimclr
-from tests.plugins.stand_ins import TinyEncoder
+from tests.plugins.stand_ins import TinyEncoder, make_batch, train_on_one_batch
 
 
 class Tiny(AimCLR):
     def build_encoder(self):
         return TinyEncoder()
-
-
-def make_batch(n=8, t=12, seed=0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, t, 25, 2, generator=g)
-    mask = torch.ones(n, t, 25, 2, dtype=torch.bool)
-    mask[:, :, 7] = False  # one occluded joint
-    x = x * mask[:, None]
-    return Batch(x, mask, torch.zeros(n, dtype=torch.long), torch.zeros(n, 25, dtype=torch.bool), torch.arange(n))
 
 
 def _log_softmax(values):
@@ -201,30 +191,11 @@ def test_drop_changes_q_ed_and_published_quirks_make_it_the_identity():
 # ---------------------------------------------------------------------------------------- training
 
 
-def _train(model, epoch, steps=20, lr=0.05):
-    """SGD on one fixed batch and fixed views. The queue is put back after every step: otherwise the
-    batch's own keys fill it and, as negatives identical to the positives, drive the loss up."""
-    batch = make_batch(16)
-    queue = model.queue("joint").clone()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
-    history = []
-    for _ in range(steps):
-        losses = model.training_step(batch, epoch, torch.Generator().manual_seed(1))
-        optimizer.zero_grad()
-        losses["loss"].backward()
-        optimizer.step()
-        model.after_step()
-        with torch.no_grad():
-            model.queue("joint").copy_(queue)
-        history.append(losses["loss"].item())
-    return history
-
-
 @pytest.mark.parametrize("epoch", [0, 5])
 def test_training_steps_lower_the_loss(epoch):
     torch.manual_seed(0)
     model = Tiny({"queue_size": 256, "feature_dim": 16, "mining_epoch": 5, "momentum": 0.99})
-    history = _train(model, epoch)
+    history = train_on_one_batch(model, epoch)
     assert all(math.isfinite(v) for v in history)
     assert sum(history[-3:]) < 0.9 * sum(history[:3]), history
 

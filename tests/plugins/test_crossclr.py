@@ -6,11 +6,10 @@ import math
 import pytest
 import torch
 
-from occbench.data.batches import Batch
 from occbench.methods import mining_started
 from occbench_plugins.crossclr import CrosSCLR, CrosSCLR3s, cross_view_loss
 from occbench_plugins.crossclr import occbench_register_methods as register_crossclr
-from tests.plugins.stand_ins import TinyEncoder
+from tests.plugins.stand_ins import TinyEncoder, make_batch, train_on_one_batch
 
 
 class Tiny(CrosSCLR):
@@ -21,15 +20,6 @@ class Tiny(CrosSCLR):
 class Tiny3s(CrosSCLR3s):
     def build_encoder(self):
         return TinyEncoder(self.settings.get("tiny_dim", 16))
-
-
-def make_batch(n=8, t=12, seed=0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, t, 25, 2, generator=g)
-    mask = torch.ones(n, t, 25, 2, dtype=torch.bool)
-    mask[:, :, 7] = False  # one occluded joint
-    x = x * mask[:, None]
-    return Batch(x, mask, torch.zeros(n, dtype=torch.long), torch.zeros(n, 25, dtype=torch.bool), torch.arange(n))
 
 
 # ---------------------------------------------------------------------------------------- MoCo base
@@ -226,32 +216,11 @@ def test_three_streams_average_the_two_partners():
 # ---------------------------------------------------------------------------------------- training
 
 
-def _train(model, epoch, steps=20, lr=0.05):
-    """SGD on one fixed batch and fixed views. The queues are put back after every step: otherwise the
-    batch's own keys fill them and, as negatives identical to the positives, drive the loss up."""
-    batch = make_batch(16)
-    queues = {name: buffer.clone() for name, buffer in model.named_buffers() if name.startswith("queue")}
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
-    history = []
-    for _ in range(steps):
-        losses = model.training_step(batch, epoch, torch.Generator().manual_seed(1))
-        optimizer.zero_grad()
-        losses["loss"].backward()
-        optimizer.step()
-        model.after_step()
-        with torch.no_grad():
-            for name, buffer in model.named_buffers():
-                if name in queues:
-                    buffer.copy_(queues[name])
-        history.append(losses["loss"].item())
-    return history
-
-
 @pytest.mark.parametrize("epoch", [0, 5])
 def test_training_steps_lower_the_loss(epoch):
     torch.manual_seed(0)
     model = Tiny({"queue_size": 256, "feature_dim": 16, "cross_epoch": 5, "momentum": 0.99})
-    history = _train(model, epoch, steps=20)
+    history = train_on_one_batch(model, epoch, steps=20)
     assert all(math.isfinite(v) for v in history)
     assert history[-1] < 0.95 * history[0], history  # N(0, 0.02) init: slow but steady
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import occbench_plugins.imputers as imputers_plugin
 from occbench.data.dataset import DatasetWriter, SkeletonDataset
@@ -14,17 +13,6 @@ from occbench.data.preprocess import preprocess
 from occbench.errors import OccbenchError
 from occbench.impute import impute_command
 from occbench.plugins import load_plugins
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
 
 
 def host():
