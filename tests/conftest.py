@@ -31,18 +31,20 @@ def ntu_samples() -> Path:
     return NTU_SAMPLES
 
 
+# A standing person, spine base at the origin, feet at y = -0.90 (metres).
+STANDING = np.array([
+    [0, 0.00, 0], [0, 0.25, 0], [0, 0.52, 0], [0, 0.65, 0],
+    [-0.18, 0.45, 0], [-0.22, 0.18, 0], [-0.24, -0.06, 0], [-0.24, -0.13, 0],
+    [0.18, 0.45, 0], [0.22, 0.18, 0], [0.24, -0.06, 0], [0.24, -0.13, 0],
+    [-0.09, -0.02, 0], [-0.10, -0.45, 0], [-0.10, -0.85, 0], [-0.10, -0.90, -0.08],
+    [0.09, -0.02, 0], [0.10, -0.45, 0], [0.10, -0.85, 0], [0.10, -0.90, -0.08],
+    [0, 0.45, 0], [-0.24, -0.20, 0], [-0.21, -0.12, 0], [0.24, -0.20, 0], [0.21, -0.12, 0],
+])
+
+
 def standing_pose(height: float = 1.7, z: float = 3.0) -> np.ndarray:
-    """A plausible NTU standing pose (25, 3) in camera space, feet on y = -1 m."""
-    s = height / 1.7
-    joints = np.array([
-        [0, 0.00, 0], [0, 0.25, 0], [0, 0.52, 0], [0, 0.65, 0],            # spine base .. head
-        [-0.18, 0.45, 0], [-0.22, 0.18, 0], [-0.24, -0.06, 0], [-0.24, -0.13, 0],  # left arm
-        [0.18, 0.45, 0], [0.22, 0.18, 0], [0.24, -0.06, 0], [0.24, -0.13, 0],      # right arm
-        [-0.09, -0.02, 0], [-0.10, -0.45, 0], [-0.10, -0.85, 0], [-0.10, -0.90, 0.08],  # left leg
-        [0.09, -0.02, 0], [0.10, -0.45, 0], [0.10, -0.85, 0], [0.10, -0.90, 0.08],      # right leg
-        [0, 0.45, 0], [-0.24, -0.20, 0], [-0.21, -0.12, 0], [0.24, -0.20, 0], [0.21, -0.12, 0],
-    ])
-    return joints * s + np.array([0.0, -0.1, z])
+    """STANDING scaled to `height`, in camera space: spine base 0.1 m below the camera axis, `z` metres away."""
+    return STANDING * (height / 1.7) + np.array([0.0, -0.1, z])
 
 
 def write_sample(folder: Path, name: str, frames: int = 20, bodies: int = 1, seed: int = 0) -> Path:

@@ -14,19 +14,11 @@ from occbench.data.ntu import NUM_JOINTS
 from occbench.data.occlusion import occlude
 from occbench.data.skeleton import INFERRED, TRACKED, read_skeleton, write_skeleton
 from occbench.errors import OccbenchError
+from tests.conftest import STANDING
 
 NTU_SAMPLES = Path(__file__).parents[2].parent / "shared/data/ntu-samples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# A standing person, spine base at the origin, feet at y = -0.90 (metres).
-STANDING = np.array([
-    [0, 0.00, 0], [0, 0.25, 0], [0, 0.52, 0], [0, 0.65, 0],
-    [-0.18, 0.45, 0], [-0.22, 0.18, 0], [-0.24, -0.06, 0], [-0.24, -0.13, 0],
-    [0.18, 0.45, 0], [0.22, 0.18, 0], [0.24, -0.06, 0], [0.24, -0.13, 0],
-    [-0.09, -0.02, 0], [-0.10, -0.45, 0], [-0.10, -0.85, 0], [-0.10, -0.90, -0.08],
-    [0.09, -0.02, 0], [0.10, -0.45, 0], [0.10, -0.85, 0], [0.10, -0.90, -0.08],
-    [0, 0.45, 0], [-0.24, -0.20, 0], [-0.21, -0.12, 0], [0.24, -0.20, 0], [0.21, -0.12, 0],
-])
 
 
 def person(frames: int, x: float, z: float) -> np.ndarray:
