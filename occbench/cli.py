@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override any profile value, e.g. pretrain.epochs=10 methods.pstl.lambd=1e-3")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                   help="local: this machine (default); slurm: one submitit job per stage")
+    p.add_argument("--slots", type=int, default=1, help="local: stages run in parallel (e.g. one per GPU)")
+    p.add_argument("--gpus-per-cell", type=int, default=1,
+                   help="processes per pretraining, data parallel through torchrun (one GPU each; gloo on CPU)")
+    p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="submitit parameter, e.g. slurm_partition=gpu timeout_min=600 (cluster=debug: in-process)")
     p.add_argument("--results", type=Path, default=Path("results/runs"), help="result records (default results/runs)")
     p.add_argument("--work", type=Path, help="stage cache (default $OCCBENCH_HOME/work)")
     p.add_argument("--registry", type=Path, help="another registry.yaml")
@@ -236,6 +243,15 @@ def _pipeline(args) -> None:
     print(f"wrote {show_sample(occluded.names[typical], args.show, data=occluded.path)}")
 
 
+def _key_value(item: str, option: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise OccbenchError(f"{option} {item!r}: expected KEY=VALUE, e.g. timeout_min=600")
+    return key, yaml.safe_load(value)
+
+
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
@@ -250,7 +266,8 @@ def _run(args) -> None:
     catalogue = load_catalogue(args.registry)
     grid = resolve_grid(catalogue, host, args.suite, methods=args.methods, imputers=args.imputers,
                         protocols=args.protocols, datasets=args.datasets, occlusion=args.occlusion,
-                        profile=args.profile, seeds=args.seeds, overrides=args.cfg_options)
+                        profile=args.profile, seeds=args.seeds, overrides=args.cfg_options,
+                        world_size=args.gpus_per_cell)
     sources = {}
     for item in args.data:
         name, sep, folder = item.partition("=")
@@ -264,14 +281,16 @@ def _run(args) -> None:
 
 def _execute(stages, work, args, host, grid) -> None:
     import torch
-    from tqdm import tqdm
 
+    from occbench.launchers import run_local, submit_slurm
     from occbench.report import render
-    from occbench.runner import Context, is_done, run_stage
+    from occbench.runner import Context, is_done
     from occbench.store import records_frame
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    context = Context(work=work, results=args.results, host=host, device=device)
+    if args.slots < 1:
+        raise OccbenchError(f"--slots {args.slots}: use 1 or more")
+    context = Context(work=work, results=args.results, host=host, device=device, disabled=tuple(args.disable_plugin))
     done = [stage for stage in stages if is_done(stage, context)]
     cells = sum(stage.kind == "evaluate" for stage in stages)
     print(f"plan: {len(stages)} stages ({cells} result cells), {len(done)} already done; work {work}")
@@ -279,8 +298,18 @@ def _execute(stages, work, args, host, grid) -> None:
         for stage in stages:
             print(f"  {'cached' if stage in done else 'to run':>6}  {stage.kind:<8} {stage.key}  {stage.label}")
         return
-    for stage in tqdm(stages, desc="grid", unit="stage", disable=None):
-        run_stage(stage, context)
+    if args.launcher == "slurm":
+        options = dict(_key_value(item, "--slurm-option") for item in args.slurm_option)
+        folder = work / "slurm"
+        jobs = submit_slurm(stages, context, folder, options, gpus_per_cell=args.gpus_per_cell)
+        if options.get("cluster") != "debug":
+            print(f"submitted {len(jobs)} jobs ({', '.join(job.job_id for job in jobs.values()) or 'none'}); "
+                  f"logs in {folder}; when they finish: occbench table --results {args.results}")
+            return
+        for job in jobs.values():  # the debug cluster runs each job when asked for its result
+            job.result()
+    else:
+        run_local(stages, context, slots=args.slots, gpus_per_cell=args.gpus_per_cell)
     frame = records_frame(args.results)
     print(render(frame, "imputers", "markdown", profile=grid.profile, occlusion=grid.occlusion))
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from mmengine.optim import CosineAnnealingLR, LinearLR, MultiStepLR, OptimWrapper
 
+from occbench import distributed
 from occbench.errors import OccbenchError
 
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
@@ -119,12 +120,16 @@ def fit(
         for index, batch in enumerate(batches(epoch, generator)):
             losses = step(batch, epoch)
             loss = losses["loss"]
-            if not torch.isfinite(loss):
+            agreed = distributed.mean(loss)  # every rank takes the same decision
+            if not torch.isfinite(agreed):
                 raise OccbenchError(
-                    f"loss became {loss.item()} at epoch {epoch}, step {index}; lower the learning rate "
+                    f"loss became {agreed.item()} at epoch {epoch}, step {index}; lower the learning rate "
                     "(--cfg-options ...optimizer.lr=...) or check the input data for NaN"
                 )
-            wrapper.update_params(loss)
+            wrapper.backward(loss)
+            distributed.average_gradients(p for group in wrapper.optimizer.param_groups for p in group["params"])
+            wrapper.step()
+            wrapper.zero_grad()
             if after_step is not None:
                 after_step(epoch, index)
             for name, value in losses.items():
@@ -140,7 +145,7 @@ def fit(
                 record.update(evaluate(epoch))
         history.append(record)
         bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if isinstance(v, float) and math.isfinite(v)})
-        if checkpoint is not None:
+        if checkpoint is not None and distributed.rank() == 0:
             checkpoint.save({
                 "model": model.state_dict(), "optimizer": wrapper.state_dict(),
                 "schedulers": [s.state_dict() for s in schedulers], "generator": generator.get_state(),

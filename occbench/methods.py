@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from occbench import distributed
 from occbench.data.batches import Batch
 from occbench.data.preprocess import bone, motion
 
@@ -145,6 +146,7 @@ class MoCoMethod(Method):
 
     @torch.no_grad()
     def enqueue(self, k: torch.Tensor, stream: str) -> None:
+        k = distributed.gather(k)  # data-parallel ranks share one queue of the global batch's keys
         queue, ptr = self.queue(stream), getattr(self, f"queue_ptr_{stream}")
         size = len(queue)
         rows = (ptr + torch.arange(len(k), device=k.device)) % size
@@ -169,7 +171,11 @@ def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.T
 
 
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch.Tensor:
-    """sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2 with C the batch-normalised cross-correlation."""
+    """sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2 with C the batch-normalised cross-correlation.
+
+    Under data parallelism C is taken over the global batch, as in a single process.
+    """
+    z1, z2 = distributed.gather_with_grad(z1), distributed.gather_with_grad(z2)
     n = len(z1)
     c = F.batch_norm(z1, None, None, training=True).T @ F.batch_norm(z2, None, None, training=True) / n
     on_diagonal = (torch.diagonal(c) - 1).pow(2).sum()

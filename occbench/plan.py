@@ -70,6 +70,7 @@ class Grid:
     seeds: list[int]
     profile: str
     overrides: list[str] = field(default_factory=list)
+    world_size: int = 1  # processes (GPUs) per pretraining
 
 
 def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) -> Grid:
@@ -109,8 +110,11 @@ def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) ->
         raise OccbenchError(f"unknown occlusion {occlusion!r}: choose from {', '.join(catalogue.occlusions)}")
     profile = pick("profile")
     catalogue.profile(profile)
+    world_size = int(options.get("world_size") or 1)
+    if world_size < 1:
+        raise OccbenchError(f"--gpus-per-cell {world_size}: use 1 or more")
     return Grid(datasets, occlusion, names("methods"), names("imputers"), names("protocols"),
-                [int(s) for s in pick("seeds")], profile, list(options.get("overrides") or []))
+                [int(s) for s in pick("seeds")], profile, list(options.get("overrides") or []), world_size)
 
 
 def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]) -> list[Stage]:
@@ -141,6 +145,8 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
             "method_settings": {**method_profile, "encoder": profile.get("encoder", {})},
             "pretrain": schedule, "batch_size": profile["data"]["batch_size"], "split": split, "seed": seed,
         }
+        if grid.world_size > 1:  # per-rank BatchNorm statistics: not the same computation as one process
+            settings["world_size"] = grid.world_size
         imputer = input_stage.settings.get("imputer", "none")
         needs = (input_stage,) if input_stage is data else (input_stage, data)
         return add(Stage("pretrain", f"pretrain {method} {imputer} {data.settings['dataset']}/{split} seed{seed}",

@@ -10,24 +10,39 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from occbench import store
+from occbench import distributed, store
 from occbench.data.dataset import SkeletonDataset
 from occbench.errors import OccbenchError
 from occbench.plan import Stage
+from occbench.plugins import load_plugins
 
 
 @dataclass
 class Context:
+    """Where and how stages run. Picklable: a worker process or a slurm job reloads the plugins."""
+
     work: Path  # stage folders
     results: Path  # result records
-    host: object  # the PluginHost
     device: str = "cpu"
     progress: bool = True
+    disabled: tuple[str, ...] = ()  # blocked plugins
+    host: object = None  # the PluginHost, loaded from `disabled` when not given
+
+    def __post_init__(self):
+        if self.host is None:
+            self.host = load_plugins(disabled=self.disabled)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "host": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
 
 def is_done(stage: Stage, context: Context) -> bool:
@@ -157,26 +172,44 @@ def _train_data(stage: Stage, context: Context, part: str = "train"):
 
 
 def _pretrain(stage: Stage, context: Context) -> dict:
+    processes = stage.settings.get("world_size", 1)
+    if processes > 1:
+        os.environ["OCCBENCH_DEVICE"] = context.device  # read by each rank to pick nccl or gloo
+        return distributed.launch(_pretrain_rank, processes, stage, context)
+    return _pretrain_rank(stage, context)
+
+
+def _pretrain_rank(stage: Stage, context: Context) -> dict:
+    """One process's pretraining; under data parallelism each rank runs this on its rows of every batch."""
     from occbench.engine import Checkpoint, fit, seed_everything
 
     s = stage.settings
-    generator = seed_everything(s["seed"])
+    context = replace(context, device=distributed.device(context.device))
+    rank, world = distributed.rank(), distributed.world_size()
+    generator = seed_everything(s["seed"])  # the same on every rank: same weights, same batch order
     method = _method(stage, context)
+    distributed.broadcast_module(method)
     train, _ = _train_data(stage, context)
     folder = stage.folder(context.work)
+    augment = generator if world == 1 else torch.Generator()
 
     def batches(epoch, gen):
-        return train.batches(min(s["batch_size"], len(train)), gen)
+        if world > 1:  # each rank its own augmentations and dropout, reproducible from (seed, rank, epoch)
+            augment.manual_seed((s["seed"] * 1_000_003 + rank) * 10_007 + epoch)
+            torch.manual_seed((s["seed"] * 1_000_003 + rank) * 10_007 + epoch + 5_003)
+        return map(distributed.shard, train.batches(min(s["batch_size"], len(train)), gen))
 
     history = fit(
-        method, lambda batch, epoch: method.training_step(batch, epoch, generator), batches,
+        method, lambda batch, epoch: method.training_step(batch, epoch, augment), batches,
         s["pretrain"]["epochs"], s["pretrain"]["optimizer"], s["pretrain"].get("schedule", {}), generator,
         checkpoint=Checkpoint(folder), params=method.param_groups(),
         after_step=lambda epoch, index: method.after_step(), progress=stage.label if context.progress else None,
     )
-    folder.mkdir(parents=True, exist_ok=True)  # zero epochs write no checkpoint (the random-weights baseline)
-    torch.save(method.feature_encoder().state_dict(), folder / "encoder.pth")
-    return {"encoder": str(folder / "encoder.pth"), "history": history}
+    if rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)  # zero epochs write no checkpoint (the random-weights baseline)
+        torch.save(method.feature_encoder().state_dict(), folder / "encoder.pth")
+    distributed.barrier()
+    return {"encoder": str(folder / "encoder.pth"), "history": history, "world_size": world}
 
 
 def load_stage_encoder(stage: Stage, context: Context) -> torch.nn.Module:
@@ -209,7 +242,8 @@ def _record(stage: Stage, context: Context, result: dict) -> dict:
     plugins = {info.name: info.version for info in context.host.plugins}
     config = {"cell": asdict(stage.cell), "evaluate": stage.settings, "pretrain": pretrain.settings,
               "stages": {need.kind: need.key for need in (stage, *stage.needs, *pretrain.needs)}}
-    provenance = store.provenance(plugins=plugins, device=context.device, world_size=1,
+    provenance = store.provenance(plugins=plugins, device=context.device,
+                                  world_size=pretrain.settings.get("world_size", 1),
                                   global_batch=pretrain.settings["batch_size"], wall_seconds=result["wall_seconds"])
     method = context.host.methods[stage.cell.method]
     cell = {**asdict(stage.cell), "stream": "+".join(stream[0].upper() for stream in method.streams)}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from occbench.data.skeleton import write_skeleton
+from tests.tiny_grid import tiny_grid  # noqa: F401 (a fixture: a third-party method on a tiny grid)
 
 # Real NTU files live beside the project (licence: never copy them into this repository).
 NTU_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ntu-samples"

@@ -7,97 +7,12 @@ import subprocess
 import sys
 import time
 
-import pytest
-import yaml
-
-from occbench.catalogue import DEFAULT_REGISTRY
 from occbench.cli import main
-
-TINY = """
-    import os
-
-    from torch import nn
-
-    from occbench.augment import normal_view
-    from occbench.hookspecs import hookimpl
-    from occbench.methods import MoCoMethod, info_nce
+from tests.tiny_grid import events
 
 
-    class TinyEncoder(nn.Module):
-        feature_dim = 16
-
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(75, 16)
-
-        def forward(self, x):
-            return self.fc(x.mean(dim=(2, 4)).flatten(1))
-
-
-    class TinyCLR(MoCoMethod):
-        defaults = {**MoCoMethod.defaults, "queue_size": 64, "feature_dim": 8}
-
-        def build_encoder(self):
-            return TinyEncoder()
-
-        def training_step(self, batch, epoch, generator):
-            if os.environ.get("TINY_SLOW"):
-                import time
-                time.sleep(float(os.environ["TINY_SLOW"]))
-            q = self.query(normal_view(batch.x, generator=generator), "joint")
-            k = self.key(normal_view(batch.x, generator=generator), "joint")
-            loss = info_nce(self.logits(q, k, "joint"))
-            self.enqueue(k, "joint")
-            return {"loss": loss}
-
-
-    @hookimpl
-    def occbench_register_methods(registry):
-        registry.add("tinyclr", TinyCLR)
-
-
-    def _log(event, cell):
-        if os.environ.get("TINY_LOG"):
-            with open(os.environ["TINY_LOG"], "a") as log:
-                log.write(f"{event} {cell.get('kind', 'evaluate')} {cell['key']}\\n")
-
-
-    @hookimpl
-    def occbench_cell_started(cell):
-        _log("started", cell)
-
-
-    @hookimpl
-    def occbench_cell_finished(cell, result):
-        _log("finished", cell)
-"""
-
-OVERRIDES = ["pretrain.epochs=2", "data.batch_size=16", "protocols.linear.torchlight.epochs=4",
-             "protocols.linear.torchlight.batch_size=16", "protocols.linear.torchlight.eval_every=2"]
-
-
-@pytest.fixture
-def setup(tmp_path, monkeypatch, third_party):
-    site = third_party("occbench-tiny", "occbench_tiny", TINY)
-    raw = yaml.safe_load(DEFAULT_REGISTRY.read_text())
-    raw["datasets"]["synthetic"]["synth"] = {"classes": 4, "subjects": 4, "setups": 2, "replications": 1,
-                                             "min_frames": 30, "max_frames": 40}
-    registry = tmp_path / "registry.yaml"
-    registry.write_text(yaml.safe_dump(raw))
-    monkeypatch.setenv("OCCBENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TINY_LOG", str(tmp_path / "log.txt"))
-    args = ["run", "--registry", str(registry), "--methods", "tinyclr", "--imputers", "none",
-            "--seeds", "0,1", "--results", str(tmp_path / "results"), "--cfg-options", *OVERRIDES]
-    return tmp_path, site, args
-
-
-def events(tmp_path, event):
-    log = tmp_path / "log.txt"
-    return [line.split()[1:] for line in log.read_text().splitlines() if line.startswith(event)] if log.exists() else []
-
-
-def test_a_third_party_method_runs_through_the_grid(setup, capsys):
-    tmp_path, _, args = setup
+def test_a_third_party_method_runs_through_the_grid(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "plan: 5 stages (2 result cells), 0 already done" in out
@@ -116,53 +31,53 @@ def test_a_third_party_method_runs_through_the_grid(setup, capsys):
     assert main(args) == 0 and len(events(tmp_path, "started")) == started
     assert main([*args, "protocols.linear.torchlight.epochs=6"]) == 0
     again = events(tmp_path, "started")[started:]
-    assert [kind for kind, _ in again] == ["evaluate", "evaluate"]
+    assert [kind for kind, *_ in again] == ["evaluate", "evaluate"]
 
 
-def test_dry_run_lists_the_plan(setup, capsys):
-    _, _, args = setup
+def test_dry_run_lists_the_plan(tiny_grid, capsys):
+    _, _, args = tiny_grid
     assert main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("to run") == 5 and "pretrain tinyclr none synthetic/xsub seed1" in out
 
 
-def test_unknown_names_are_one_line_errors(setup, capsys):
-    _, _, args = setup
+def test_unknown_names_are_one_line_errors(tiny_grid, capsys):
+    _, _, args = tiny_grid
     assert main([*args, "--methods", "simclr"]) == 2
     assert "unknown method 'simclr': choose from" in capsys.readouterr().err
     assert main([*args, "--datasets", "ntu60"]) == 2
     assert "needs its prepared folder: pass --data ntu60=DIR" in capsys.readouterr().err
 
 
-def test_sigkill_then_rerun_completes_each_cell_once(setup):
-    tmp_path, site, args = setup
+def test_sigkill_then_rerun_completes_each_cell_once(tiny_grid):
+    tmp_path, site, args = tiny_grid
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "TINY_SLOW": "0.05",
            "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "occbench", *args]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
-    while time.time() < deadline and not any(kind == "pretrain" for kind, _ in events(tmp_path, "finished")):
+    while time.time() < deadline and not any(kind == "pretrain" for kind, *_ in events(tmp_path, "finished")):
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
     lines_at_kill = len((tmp_path / "log.txt").read_text().splitlines())
-    finished_before = {key for _, key in events(tmp_path, "finished")}
+    finished_before = {key for _, key, _ in events(tmp_path, "finished")}
     assert finished_before and len(finished_before) < 5, "the kill did not land mid-grid"
     assert not [p for p in (tmp_path / "results").glob("*") if not p.name.endswith(".json")]  # no partial files
 
     done = subprocess.run(command, env={**env, "TINY_SLOW": ""}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     second = (tmp_path / "log.txt").read_text().splitlines()[lines_at_kill:]
-    started_again = {line.split()[-1] for line in second if line.startswith("started")}
+    started_again = {line.split()[2] for line in second if line.startswith("started")}
     assert not started_again & finished_before, "a finished stage was computed again"
-    finished = [key for _, key in events(tmp_path, "finished")]
+    finished = [key for _, key, _ in events(tmp_path, "finished")]
     assert len(finished) == len(set(finished)) == 5  # every stage finished exactly once
     assert len(list((tmp_path / "results").glob("*.json"))) == 2
 
 
-def test_every_builtin_method_runs_through_the_runner(setup, capsys):
+def test_every_builtin_method_runs_through_the_runner(tiny_grid, capsys):
     """The real ST-GCN and each built-in method's resolved quick settings, one epoch each."""
-    tmp_path, _, args = setup
+    tmp_path, _, args = tiny_grid
     args = [a for a in args if a != "tinyclr"]
     methods = args.index("--methods")
     args[methods + 1:methods + 1] = ["skeletonclr,crossclr,aimclr,pstl,opstl"]

@@ -1,0 +1,120 @@
+"""How the stages of a plan get run: here one after another, here in N parallel slots, or as slurm jobs.
+
+Every launcher hands each stage to the same `runner.run_stage`, so a stage computes the same thing
+however it is launched, and every launcher trusts the same `done.json` markers: a stage already done is
+never launched again, whichever launcher finished it.
+
+* `local`, one slot: in this process, in plan order.
+* `local`, N slots: N worker processes; a stage starts as soon as the stages it needs are done. On GPUs
+  each slot owns its own devices (slot i: GPUs i*g .. i*g+g-1 for g GPUs per cell); on CPU each slot
+  gets cpu_count / N threads.
+* `slurm`: one submitit job per stage, each job depending (afterok) on the jobs of the stages it needs,
+  so evaluations start when their pretraining has finished. With submitit's `debug` cluster the jobs
+  run in this process, in submission order (what the tests use).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from occbench.errors import OccbenchError
+from occbench.plan import Stage
+from occbench.runner import Context, is_done, run_stage
+
+LAUNCHERS = ("local", "slurm")
+
+
+def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_cell: int = 1) -> None:
+    todo = [stage for stage in stages if not is_done(stage, context)]
+    bar = tqdm(total=len(stages), initial=len(stages) - len(todo), desc="grid", unit="stage", disable=None)
+    if slots <= 1:
+        for stage in todo:
+            run_stage(stage, context)
+            bar.update()
+        return
+    spawn = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    claims = spawn.Queue()
+    for slot in range(slots):
+        claims.put(slot)
+    devices = _slot_devices(context.device, slots, gpus_per_cell)
+    threads = max(1, (os.cpu_count() or 1) // slots)
+    worker = Context(context.work, context.results, context.device, progress=False, disabled=context.disabled)
+    failures: list[BaseException] = []
+    with ProcessPoolExecutor(slots, mp_context=spawn, initializer=_claim_slot,
+                             initargs=(claims, devices, threads)) as pool:
+        running: dict = {}
+        while todo or running:
+            ready = [s for s in todo if all(is_done(need, context) for need in s.needs)] if not failures else []
+            for stage in ready:
+                todo.remove(stage)
+                running[pool.submit(run_stage, stage, worker)] = stage
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                stage = running.pop(future)
+                try:
+                    result = future.result()
+                except BaseException as err:  # let the other slots finish what they started, then report
+                    failures.append(err)
+                    continue
+                bar.update()
+                bar.write(f"done  {stage.label}  ({result.get('wall_seconds', 0):.0f} s)")
+    if failures:
+        raise failures[0]
+    if todo:
+        raise OccbenchError(f"{len(todo)} stages could not start: a stage they need did not finish")
+
+
+def _slot_devices(device: str, slots: int, gpus_per_cell: int) -> list[str | None]:
+    """The CUDA_VISIBLE_DEVICES value of each slot (None on CPU)."""
+    if not device.startswith("cuda"):
+        return [None] * slots
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    if slots * gpus_per_cell > len(gpus):
+        raise OccbenchError(f"--slots {slots} x --gpus-per-cell {gpus_per_cell} needs {slots * gpus_per_cell} GPUs, "
+                            f"{len(gpus)} visible: lower --slots")
+    return [",".join(gpus[i * gpus_per_cell:(i + 1) * gpus_per_cell]) for i in range(slots)]
+
+
+def _claim_slot(claims, devices: list[str | None], threads: int) -> None:
+    slot = claims.get()
+    if devices[slot] is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices[slot]  # before this process first touches CUDA
+    else:
+        torch.set_num_threads(threads)
+
+
+def submit_slurm(stages: list[Stage], context: Context, folder: Path, options: dict, gpus_per_cell: int = 1) -> dict:
+    """One job per stage not done yet; returns {stage key: submitit job}. `options` go to
+    `AutoExecutor.update_parameters` (e.g. slurm_partition, timeout_min), except `cluster`, which picks
+    submitit's cluster (`debug` runs the jobs in this process)."""
+    import submitit
+
+    options = dict(options)
+    executor = submitit.AutoExecutor(folder=folder, cluster=options.pop("cluster", None))
+    if context.device.startswith("cuda"):
+        options.setdefault("gpus_per_node", gpus_per_cell)
+    extra = dict(options.pop("slurm_additional_parameters", {}))
+    try:
+        executor.update_parameters(**options)
+    except (ValueError, TypeError) as err:
+        raise OccbenchError(f"--slurm-option: {err}") from None
+    job_context = Context(context.work, context.results, context.device, progress=False, disabled=context.disabled)
+    jobs: dict = {}
+    for stage in stages:
+        if is_done(stage, context):
+            continue
+        after = [jobs[need.key].job_id for need in stage.needs if need.key in jobs]
+        parameters = dict(extra, dependency=f"afterok:{':'.join(after)}") if after else extra
+        if executor.cluster == "slurm":
+            executor.update_parameters(name=f"occbench-{stage.kind}", slurm_additional_parameters=parameters)
+        jobs[stage.key] = executor.submit(run_stage, stage, job_context)
+    return jobs

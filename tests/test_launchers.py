@@ -1,0 +1,115 @@
+"""The launchers: parallel local slots, slurm jobs through submitit, data-parallel pretraining in a cell."""
+
+import json
+import os
+
+import pytest
+
+from occbench.cli import main
+from occbench.launchers import submit_slurm
+from occbench.runner import Context
+from tests.tiny_grid import events
+
+
+def records(tmp_path):
+    return [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+
+
+def test_local_slots_run_ready_stages_in_parallel_worker_processes(tiny_grid, capsys, monkeypatch):
+    tmp_path, _, args = tiny_grid
+    monkeypatch.setenv("TINY_RENDEZVOUS", str(tmp_path / "rendezvous"))  # the two seeds' pretrainings must overlap
+    assert main([*args, "--slots", "2"]) == 0
+    assert "tinyclr" in capsys.readouterr().out.lower()  # the table at the end
+    assert len(records(tmp_path)) == 2
+    finished = events(tmp_path, "finished")
+    assert len(finished) == len({key for _, key, _ in finished}) == 5  # each stage once
+    pretrain_pids = {pid for kind, _, pid in finished if kind == "pretrain"}
+    assert len(pretrain_pids) == 2 and str(os.getpid()) not in pretrain_pids
+    monkeypatch.delenv("TINY_RENDEZVOUS")
+    assert main([*args, "--slots", "2"]) == 0 and len(events(tmp_path, "started")) == 5  # all cached now
+
+
+def test_slurm_debug_cluster_runs_one_job_per_stage(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
+    work = tmp_path / "work"
+    assert main([*args, "--work", str(work), "--launcher", "slurm", "--slurm-option", "cluster=debug"]) == 0
+    assert "tinyclr" in capsys.readouterr().out.lower()
+    assert len(records(tmp_path)) == 2 and len(events(tmp_path, "finished")) == 5
+    assert (work / "slurm").is_dir()  # submitit's job folder
+    assert main([*args, "--work", str(work), "--launcher", "slurm", "--slurm-option", "cluster=debug"]) == 0
+    assert len(events(tmp_path, "started")) == 5  # nothing submitted again
+
+
+class RecordingExecutor:
+    """Stands in for submitit.AutoExecutor on a slurm cluster: records parameters and submissions."""
+
+    cluster = "slurm"
+
+    def __init__(self, folder, cluster=None):
+        self.parameters, self.submitted = {}, []
+
+    def update_parameters(self, **parameters):
+        self.parameters.update(parameters)
+
+    def submit(self, fn, stage, context):
+        job = type("Job", (), {"job_id": str(100 + len(self.submitted))})()
+        self.submitted.append((stage, dict(self.parameters), job))
+        return job
+
+
+def test_slurm_jobs_depend_on_the_jobs_of_the_stages_they_need(tiny_grid, monkeypatch, tmp_path):
+    import submitit
+
+    from occbench.catalogue import load_catalogue
+    from occbench.plan import build_stages, resolve_grid
+
+    _, _, args = tiny_grid
+    executors = []
+    monkeypatch.setattr(submitit, "AutoExecutor", lambda folder, cluster=None: executors.append(
+        RecordingExecutor(folder, cluster)) or executors[-1])
+    context = Context(tmp_path / "work", tmp_path / "results", progress=False)
+    registry = load_catalogue(args[args.index("--registry") + 1])
+    grid = resolve_grid(registry, context.host, methods=["tinyclr"], imputers=["none"], seeds=[0])
+    stages = build_stages(grid, registry, context.host, {})
+    jobs = submit_slurm(stages, context, tmp_path / "slurm", {"timeout_min": 60, "slurm_partition": "gpu"})
+    submitted = executors[0].submitted
+    assert [stage.kind for stage, _, _ in submitted] == ["data", "pretrain", "evaluate"]
+    ids = {stage.kind: job.job_id for stage, _, job in submitted}
+    dependency = {stage.kind: params["slurm_additional_parameters"].get("dependency") for stage, params, _ in submitted}
+    assert dependency == {"data": None, "pretrain": f"afterok:{ids['data']}",
+                          "evaluate": f"afterok:{ids['pretrain']}:{ids['data']}"}
+    assert submitted[0][1]["timeout_min"] == 60 and submitted[0][1]["slurm_partition"] == "gpu"
+    assert set(jobs) == {stage.key for stage in stages}
+
+
+def test_slurm_option_errors_are_one_line(tiny_grid, capsys):
+    _, _, args = tiny_grid
+    assert main([*args, "--launcher", "slurm", "--slurm-option", "cluster"]) == 2
+    assert "--slurm-option 'cluster': expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_gpus_per_cell_pretrains_data_parallel_on_cpu(tiny_grid):
+    tmp_path, _, args = tiny_grid
+    seeds = args.index("--seeds")
+    args[seeds + 1] = "0"
+    assert main([*args, "--gpus-per-cell", "2"]) == 0
+    (record,) = records(tmp_path)
+    assert record["provenance"]["world_size"] == 2 and record["provenance"]["global_batch"] == 16
+    assert record["config"]["pretrain"]["world_size"] == 2
+    pretrain = [pid for kind, _, pid in events(tmp_path, "finished") if kind == "pretrain"]
+    assert len(pretrain) == 1  # one stage, whatever its number of processes
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_a_one_line_error(tiny_grid, capsys):
+    _, _, args = tiny_grid
+    args[args.index("--seeds") + 1] = "0"
+    assert main([*args, "--gpus-per-cell", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "batch of 16 does not split over 3 processes" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("slots", ["0", "-1"])
+def test_slots_must_be_positive(tiny_grid, capsys, slots):
+    _, _, args = tiny_grid
+    assert main([*args, "--slots", slots]) == 2
+    assert "--slots" in capsys.readouterr().err

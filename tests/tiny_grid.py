@@ -1,0 +1,100 @@
+"""A tiny third-party method plugin and a tiny embedded grid, for the runner and launcher tests."""
+
+import pytest
+import yaml
+
+from occbench.catalogue import DEFAULT_REGISTRY
+
+TINY = """
+    import os
+
+    from torch import nn
+
+    from occbench.augment import normal_view
+    from occbench.hookspecs import hookimpl
+    from occbench.methods import MoCoMethod, info_nce
+
+
+    class TinyEncoder(nn.Module):
+        feature_dim = 16
+
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(75, 16)
+
+        def forward(self, x):
+            return self.fc(x.mean(dim=(2, 4)).flatten(1))
+
+
+    class TinyCLR(MoCoMethod):
+        defaults = {**MoCoMethod.defaults, "queue_size": 64, "feature_dim": 8}
+
+        def build_encoder(self):
+            return TinyEncoder()
+
+        def training_step(self, batch, epoch, generator):
+            if os.environ.get("TINY_RENDEZVOUS"):  # wait until two pretrainings run at the same time
+                import pathlib, time
+                folder = pathlib.Path(os.environ["TINY_RENDEZVOUS"])
+                folder.mkdir(exist_ok=True)
+                (folder / str(os.getpid())).touch()
+                deadline = time.time() + 120
+                while len(list(folder.iterdir())) < 2:
+                    if time.time() > deadline:
+                        raise RuntimeError("no second pretraining ran at the same time")
+                    time.sleep(0.05)
+            if os.environ.get("TINY_SLOW"):
+                import time
+                time.sleep(float(os.environ["TINY_SLOW"]))
+            q = self.query(normal_view(batch.x, generator=generator), "joint")
+            k = self.key(normal_view(batch.x, generator=generator), "joint")
+            loss = info_nce(self.logits(q, k, "joint"))
+            self.enqueue(k, "joint")
+            return {"loss": loss}
+
+
+    @hookimpl
+    def occbench_register_methods(registry):
+        registry.add("tinyclr", TinyCLR)
+
+
+    def _log(event, cell):
+        if os.environ.get("TINY_LOG"):
+            with open(os.environ["TINY_LOG"], "a") as log:
+                log.write(f"{event} {cell.get('kind', 'evaluate')} {cell['key']} {os.getpid()}\\n")
+
+
+    @hookimpl
+    def occbench_cell_started(cell):
+        _log("started", cell)
+
+
+    @hookimpl
+    def occbench_cell_finished(cell, result):
+        _log("finished", cell)
+"""
+
+OVERRIDES = ["pretrain.epochs=2", "data.batch_size=16", "protocols.linear.torchlight.epochs=4",
+             "protocols.linear.torchlight.batch_size=16", "protocols.linear.torchlight.eval_every=2"]
+
+
+@pytest.fixture
+def tiny_grid(tmp_path, monkeypatch, third_party):
+    """(tmp_path, site of the plugin, `occbench run` arguments) for tinyclr, seeds 0 and 1, on a tiny dataset."""
+    site = third_party("occbench-tiny", "occbench_tiny", TINY)
+    raw = yaml.safe_load(DEFAULT_REGISTRY.read_text())
+    raw["datasets"]["synthetic"]["synth"] = {"classes": 4, "subjects": 4, "setups": 2, "replications": 1,
+                                             "min_frames": 30, "max_frames": 40}
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("OCCBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TINY_LOG", str(tmp_path / "log.txt"))
+    args = ["run", "--registry", str(registry), "--methods", "tinyclr", "--imputers", "none",
+            "--seeds", "0,1", "--results", str(tmp_path / "results"), "--cfg-options", *OVERRIDES]
+    return tmp_path, site, args
+
+
+def events(tmp_path, event):
+    log = tmp_path / "log.txt"
+    """[kind, key, pid] of each logged event."""
+    return [line.split()[1:] for line in log.read_text().splitlines() if line.startswith(event)] if log.exists() else []
