@@ -312,6 +312,8 @@ def _execute(stages, work, args, host, grid) -> None:
         run_local(stages, context, slots=args.slots, gpus_per_cell=args.gpus_per_cell)
     frame = records_frame(args.results)
     print(render(frame, "imputers", "markdown", profile=grid.profile, occlusion=grid.occlusion))
+    if any(stage.kind == "impute" for stage in stages) and (frame["protocol"] == "imputation").any():
+        print("\n" + render(frame, "quality", "markdown", profile=grid.profile, occlusion=grid.occlusion))
 
 
 def _impute(args) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from occbench.catalogue import Catalogue, apply_overrides, merge
 from occbench.errors import OccbenchError
+from occbench.store import QUALITY_PROTOCOL
 
 # Bump when a stage's output for the same settings changes (a bug fix in training, say).
 STAGE_VERSION = 1
@@ -28,7 +29,7 @@ STAGE_VERSION = 1
 class Cell:
     """One result of the grid: what a table row/column pair refers to."""
 
-    method: str
+    method: str | None  # None in imputation-quality cells
     imputer: str
     dataset: str
     split: str
@@ -161,8 +162,11 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
         if getattr(host.imputers[imputer], "needs_encoder", False):
             stage1 = settings["settings"].get("stage1_method", "opstl")
             needs = (data, pretrain_stage(stage1, data, data, split, seed))
+        # The cell of its imputation-quality records (not part of the key: identical stages still collapse).
+        cell = Cell(None, imputer, data.settings["dataset"], split, grid.occlusion, QUALITY_PROTOCOL, seed,
+                    grid.profile)
         return add(Stage("impute", f"impute {imputer} {data.settings['dataset']}/{split} seed{seed}",
-                         settings, needs))
+                         settings, needs, cell))
 
     for dataset, split in grid.datasets:
         data = data_stage(dataset)

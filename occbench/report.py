@@ -7,6 +7,9 @@ Layouts (top-1 accuracy in %):
 * ``protocols`` (Table IV): rows protocol x method; columns dataset x split; cells on imputed data with
   their change against the same protocol on non-imputed data.
 * ``summary`` (Table I): baselines without imputation and IosPSTL (OPSTL + KNN imputation), linear protocol.
+* ``quality``: the imputers' error on the occluded joints of the test set (MPJPE in mm, from the
+  imputation-quality records the runner writes when the clean data is known); rows imputer, columns
+  dataset x split, with the change against leaving the zeros (none).
 
 Fields a layout does not put in rows or columns (dataset, occlusion, protocol, profile...) split the
 records into one table per value; unless filtered, clean data (occlusion ``none``) is left out of
@@ -67,6 +70,9 @@ class Layout:
     shown: Callable[[dict], bool] = lambda key: True
     baseline: Callable[[dict], dict | None] = lambda key: None
     change_note: str = ""
+    metric: str = "top1"  # the record field shown, times `scale`
+    scale: float = 1.0
+    heading: str = "Top-1 accuracy (%)"
 
 
 def _against_none(key: dict) -> dict | None:
@@ -87,6 +93,9 @@ LAYOUTS = {
                         change_note="change against the same protocol on non-imputed data"),
     "summary": Layout(("occlusion", "protocol", "profile"), ("method", "stream", "imputer"), ("dataset", "split"),
                       ("method", "stream"), shown=_in_summary),
+    "quality": Layout(("occlusion", "profile"), ("imputer",), ("dataset", "split"), ("imputer",),
+                      baseline=_against_none, change_note="change against leaving the zeros (none)",
+                      metric="mpjpe", scale=1000.0, heading="MPJPE on the occluded joints of the test set (mm)"),
 }
 
 
@@ -181,7 +190,7 @@ def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict
     """The tables of one layout: one per combination of the layout's context fields that has results."""
     spec = LAYOUTS[layout]
     rows = _filtered(rows, {name: value for name, value in filters.items() if name != "imputer"})
-    stats, changes_abs = _stats(_latest_per_seed(rows))
+    stats, changes_abs = _stats(_latest_per_seed(rows), spec.metric, spec.scale)
     # The imputer filter picks the cells shown; the non-imputed baselines stay available for the changes.
     shown = [key for key in map(_key_dict, stats) if spec.shown(key)
              and str(key["imputer"]) == str(filters.get("imputer", key["imputer"]))]
@@ -223,14 +232,14 @@ def _latest_per_seed(rows: list[dict]) -> list[dict]:
     return list(latest.values())
 
 
-def _stats(rows: list[dict]) -> tuple[dict[tuple, Stat], dict[tuple, float]]:
-    """Top-1 mean, standard deviation and run count per cell (the seeds), and any published |change|."""
+def _stats(rows: list[dict], metric: str = "top1", scale: float = 1.0) -> tuple[dict[tuple, Stat], dict[tuple, float]]:
+    """The metric's mean, standard deviation and run count per cell (the seeds), and any published |change|."""
     values: dict[tuple, list[float]] = {}
     changes_abs = {}
     for row in rows:
         key = tuple(row.get(name) for name in KEY)
-        if row.get("top1") is not None:
-            values.setdefault(key, []).append(float(row["top1"]))
+        if row.get(metric) is not None:
+            values.setdefault(key, []).append(float(row[metric]) * scale)
         if row.get("top1_change_abs") is not None:
             changes_abs[key] = float(row["top1_change_abs"])
     stats = {key: Stat(statistics.fmean(runs), statistics.stdev(runs) if len(runs) > 1 else None, len(runs))
@@ -281,7 +290,9 @@ def _table(layout: str, context: dict, keys: list[dict], stats: dict, changes_ab
     spec = LAYOUTS[layout]
     row_keys = _distinct(keys, spec.rows)
     col_keys = _distinct(keys, spec.columns)
-    cells = [[_cell(context | row | col, spec, stats, changes_abs, published) for col in col_keys]
+    # fields the layout does not lay out are the same in all its records (quality: no method, no protocol)
+    fixed = {name: keys[0][name] for name in KEY if name not in (*spec.context, *spec.rows, *spec.columns)}
+    cells = [[_cell(fixed | context | row | col, spec, stats, changes_abs, published) for col in col_keys]
              for row in row_keys]
     return Table(layout, context, row_keys, col_keys, cells)
 
@@ -389,7 +400,7 @@ def _method_label(key: dict, layout: str) -> str:
 
 
 def title(table: Table, style: Style) -> str:
-    parts = ["Top-1 accuracy (%)"]
+    parts = [LAYOUTS[table.layout].heading]
     for name, value in table.context.items():
         if name == "profile" and value == "paper":
             continue
@@ -505,10 +516,11 @@ def tidy(tables: list[Table]) -> list[dict]:
 
 def _numbers(cell: Cell, table: Table) -> dict:
     stat = cell.stat
-    numbers = {"top1": _round(stat and stat.mean), "top1_std": _round(stat and stat.std),
+    metric = LAYOUTS[table.layout].metric  # quality: mpjpe, in the table's unit (mm)
+    numbers = {metric: _round(stat and stat.mean), f"{metric}_std": _round(stat and stat.std),
                "seeds": stat.seeds if stat else 0, "change": _round(cell.change), "change_abs": cell.change_abs}
     if table.compare:
-        numbers["paper_top1"] = cell.paper
+        numbers[f"paper_{metric}"] = cell.paper
     numbers["source"] = "paper" if table.published_only else "occbench"
     return numbers
 
@@ -542,7 +554,8 @@ FORMATTERS: dict[str, Callable[[list[Table]], str]] = {
 
 def add_table_command(subparsers) -> None:
     """Register ``occbench table`` on the CLI's subparsers."""
-    p = subparsers.add_parser("table", help="result tables: imputers (Tables II/III), protocols (IV), summary (I)")
+    p = subparsers.add_parser("table", help="result tables: imputers (Tables II/III), protocols (IV), summary (I), "
+                                            "quality (imputation error)")
     p.add_argument("--results", type=Path, default=Path("results"),
                    help="folder of result records, read recursively (default: results/)")
     p.add_argument("--layout", choices=list(LAYOUTS), default="imputers", help="default imputers")

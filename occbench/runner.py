@@ -72,9 +72,13 @@ def run_stage(stage: Stage, context: Context) -> dict:
     started = time.time()
     result = EXECUTORS[stage.kind](stage, context)
     result["wall_seconds"] = round(time.time() - started, 2)
-    if stage.kind == "evaluate":  # the record first: a stage marked done always has its record
+    # the records first: a stage marked done always has its records
+    if stage.kind == "evaluate":
         record = _record(stage, context, result)
         result["record"] = str(store.write_record(record, context.results, name=f"{stage.key}.json"))
+    elif stage.kind == "impute" and result["quality"]:
+        result["records"] = [str(store.write_record(record, context.results, name=f"{stage.key}-{imputer}.json"))
+                             for imputer, record in _quality_records(stage, context, result).items()]
     _finish(stage, context, result)
     context.host.hook.occbench_cell_finished(cell={**cell, "key": stage.key}, result=result)
     return result
@@ -130,14 +134,32 @@ def _impute(stage: Stage, context: Context) -> dict:
                                                        embed=embed, progress=context.progress))
     imputed_frames = _reuse(folder / "frames", lambda out: preprocess(
         imputed, out, frames=frames.frames, progress=context.progress))
-    return {"raw": str(imputed.path), "frames": str(imputed_frames.path), "quality": _quality(imputed, s["split"])}
+    return {"raw": str(imputed.path), "frames": str(imputed_frames.path),
+            "quality": _quality(imputed, raw, s["split"], s["imputer"])}
 
 
-def _quality(imputed: SkeletonDataset, split: str) -> dict | None:
-    """The error on the occluded joints when the clean data is known (occbench occluded it)."""
+def _quality(imputed: SkeletonDataset, occluded: SkeletonDataset, split: str, imputer: str) -> dict | None:
+    """The error on the occluded joints when the clean data is known (occbench occluded it), of the imputer
+    and of leaving the zeros (imputer none)."""
     from occbench.impute import ground_truth, imputation_error, quality_record
 
-    return quality_record(imputation_error(imputed, split)) if ground_truth(imputed) is not None else None
+    if ground_truth(imputed) is None:
+        return None
+    return {name: quality_record(imputation_error(data, split))
+            for name, data in (("none", occluded), (imputer, imputed))}
+
+
+def _quality_records(stage: Stage, context: Context, result: dict) -> dict[str, dict]:
+    plugins = {info.name: info.version for info in context.host.plugins}
+    provenance = store.provenance(plugins=plugins, device=context.device, wall_seconds=result["wall_seconds"])
+    config = {"impute": stage.settings, "stages": {need.kind: need.key for need in (stage, *stage.needs)}}
+    records = {}
+    for imputer, quality in result["quality"].items():
+        metrics = {"mpjpe": quality["mpjpe"]["val"], "mpjpe_train": quality["mpjpe"]["train"],
+                   "count": quality["count"]["val"], "per_joint": quality["per_joint"]["val"]}
+        cell = {**asdict(stage.cell), "imputer": imputer, "stream": None}
+        records[imputer] = store.make_record(cell, metrics, config, provenance)
+    return records
 
 
 @torch.no_grad()

@@ -9,6 +9,10 @@ A record (``"schema": 1``) has four parts::
      "provenance": {"source": "occbench" | "paper", "citation", versions, git, device, world_size,
                     global_batch, wall_seconds, finished, ...}}
 
+An imputation-quality record has ``cell.protocol == "imputation"`` (method and stream null) and the
+metrics ``mpjpe`` (test part, in the data's units: metres for NTU), ``mpjpe_train``, ``count`` and
+``per_joint``, in place of the accuracies.
+
 A results file holds one record, or a list of records (the published tables in ``results/paper/``).
 Every ``*.json`` under a results folder is read; JSON that is not a record (no ``"schema"``) is foreign
 and ignored, so a results folder may share space with other files.
@@ -39,6 +43,8 @@ from occbench.errors import OccbenchError
 SCHEMA = 1
 CELL_FIELDS = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile")
 METRIC_FIELDS = ("top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs")
+QUALITY_PROTOCOL = "imputation"  # the protocol of imputation-quality records
+QUALITY_FIELDS = ("mpjpe", "mpjpe_train", "count", "per_joint")
 # Provenance fields copied into the flat rows of `records_frame`; the rest (plugins, ...) stay nested.
 PROVENANCE_COLUMNS = ("source", "citation", "note", "occbench", "torch", "git", "device", "world_size",
                       "global_batch", "wall_seconds", "finished")
@@ -54,13 +60,15 @@ class RecordWarning(UserWarning):
 
 
 def make_record(cell: dict, metrics: dict, config: dict | None, provenance: dict) -> dict:
-    """A schema-1 record from its parts; missing metric fields are null so every record has the same keys."""
-    if "top1" not in metrics:
-        raise OccbenchError("record metrics lack 'top1'")
+    """A schema-1 record from its parts; missing metric fields are null so every record of a kind has the
+    same keys."""
+    fields = QUALITY_FIELDS if cell.get("protocol") == QUALITY_PROTOCOL else METRIC_FIELDS
+    if fields[0] not in metrics:
+        raise OccbenchError(f"record metrics lack {fields[0]!r}")
     record = {
         "schema": SCHEMA,
         "cell": {field: cell.get(field) for field in CELL_FIELDS} | _extra(cell, CELL_FIELDS),
-        "metrics": {field: metrics.get(field) for field in METRIC_FIELDS} | _extra(metrics, METRIC_FIELDS),
+        "metrics": {field: metrics.get(field) for field in fields} | _extra(metrics, fields),
         "config": config,
         "provenance": dict(provenance),
     }
@@ -84,8 +92,9 @@ def check_record(record: Any) -> None:
     missing = [field for field in CELL_FIELDS if field not in record["cell"]]
     if missing:
         raise OccbenchError(f"record cell lacks {', '.join(missing)}")
-    if "top1" not in record["metrics"]:
-        raise OccbenchError("record metrics lack 'top1'")
+    needed = "mpjpe" if record["cell"]["protocol"] == QUALITY_PROTOCOL else "top1"
+    if needed not in record["metrics"]:
+        raise OccbenchError(f"record metrics lack {needed!r}")
 
 
 def provenance(*, plugins: dict[str, str] | None = None, device: str | None = None, world_size: int = 1,
@@ -264,7 +273,8 @@ def records_frame(source: Path | str | Iterable[dict]):
                                  + [key for row in rows for key in row]))
     frame = pd.DataFrame(rows, columns=columns)
     # Missing numbers are None in the records; as NaN the columns stay numeric (mean, groupby work).
-    numeric = [*METRIC_FIELDS, "top1_change_abs", "world_size", "global_batch", "wall_seconds"]
+    numeric = [*METRIC_FIELDS, "mpjpe", "mpjpe_train", "top1_change_abs", "world_size", "global_batch",
+               "wall_seconds"]
     for name in [name for name in numeric if name in frame]:
         frame[name] = pd.to_numeric(frame[name])
     frame["seed"] = frame["seed"].astype("Int64")

@@ -133,6 +133,32 @@ def test_summary_is_baselines_without_imputation_and_iospstl(ours):
     assert rows["IosPSTL J"][2:] == ["67.11", "–"] and rows["SkeletonCLR J"][2:] == ["56.74 ± 1.00", "53.25"]
 
 
+# ------------------------------------------------------------------------------------------- quality
+
+
+def quality(imputer, split, mpjpe, seed=0, dataset="synthetic"):
+    cell = dict(method=None, stream=None, imputer=imputer, dataset=dataset, split=split, occlusion="realistic",
+                protocol="imputation", seed=seed, profile="quick")
+    return make_record(cell, {"mpjpe": mpjpe, "mpjpe_train": mpjpe, "count": 10, "per_joint": {}}, {},
+                       {"source": "occbench"})
+
+
+def test_quality_shows_each_imputers_error_in_mm_against_leaving_zeros(ours):
+    records = [quality("none", "xsub", 3.2), quality("random", "xsub", 0.6), quality("knn", "xsub", 0.41),
+               quality("knn", "xsub", 0.43, seed=1), quality("knn", "xview", 0.5)]
+    text = render(records_frame(records + ours), "quality", "markdown")
+    assert "MPJPE on the occluded joints of the test set (mm)" in text
+    rows = {cells[0]: cells for cells in rows_of(text).values()}
+    assert rows["imputer"] == ["imputer", "synthetic xsub", "synthetic xview"]
+    assert rows["none"][1:] == ["3200.00", "–"]
+    assert rows["random"][1:] == ["600.00 (-2600.00 ↓)", "–"]
+    assert rows["knn"][1] == "420.00 ± 14.14 (-2780.00 ↓)" and rows["knn"][2] == "500.00"
+    assert "None" not in render(records_frame(records + ours), "imputers", "markdown")  # no method-less rows
+    cells = json.loads(render(records, "quality", "json"))
+    assert {c["imputer"]: c["mpjpe"] for c in cells if c["split"] == "xsub"} == {"none": 3200, "random": 600,
+                                                                                  "knn": 420}
+
+
 # ------------------------------------------------------------------------------------------ formats
 
 

@@ -90,3 +90,20 @@ def test_every_builtin_method_runs_through_the_runner(tiny_grid, capsys):
     assert streams["crossclr"] == "J+M" and streams["pstl"] == "J"
     assert next(r for r in records if r["cell"]["method"] == "pstl")["config"]["pretrain"]["pretrain"]["optimizer"][
         "type"] == "Adam"
+
+
+def test_imputation_quality_is_stored_with_the_results_and_tabled(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
+    args[args.index("--imputers") + 1] = "none,random"
+    args[args.index("--seeds") + 1] = "0"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "MPJPE on the occluded joints of the test set (mm)" in out
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    quality = {r["cell"]["imputer"]: r for r in records if r["cell"]["protocol"] == "imputation"}
+    assert set(quality) == {"none", "random"}
+    assert quality["random"]["metrics"]["mpjpe"] < quality["none"]["metrics"]["mpjpe"]
+    assert quality["random"]["config"]["impute"]["imputer"] == "random"
+    assert len(quality["random"]["metrics"]["per_joint"]) == 25
+    assert main(["table", "--results", str(tmp_path / "results"), "--layout", "quality"]) == 0
+    assert "random" in capsys.readouterr().out
