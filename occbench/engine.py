@@ -79,6 +79,32 @@ class Checkpoint:
             raise OccbenchError(f"{self.path}: unreadable checkpoint ({err}); delete it to start over") from None
 
 
+@torch.no_grad()
+def calibrate_batch_norm(model: torch.nn.Module, inputs: Iterable[torch.Tensor]) -> None:
+    """Set every BatchNorm's running statistics to the exact average over `inputs` (forward passes with
+    only the BatchNorms in training mode: no dropout, no gradient, no weight change).
+
+    An untrained encoder's BatchNorms still hold their initial statistics (mean 0, variance 1), so in
+    eval mode its features are those of un-normalised layers, whose scale shrinks block after block
+    under the published N(0, 0.02) initialisation: a linear probe on them stays at chance. With the
+    statistics of the data, random weights give the usual random-features baseline.
+    """
+    modes = {module: module.training for module in model.modules()}
+    norms = [m for m in modes if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches
+        norm.train()
+    for x in inputs:
+        model(x)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    for module, training in modes.items():
+        module.training = training
+
+
 def fit(
     model: torch.nn.Module,
     step: Callable[[object, int], dict],

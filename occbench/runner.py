@@ -203,7 +203,7 @@ def _pretrain(stage: Stage, context: Context) -> dict:
 
 def _pretrain_rank(stage: Stage, context: Context) -> dict:
     """One process's pretraining; under data parallelism each rank runs this on its rows of every batch."""
-    from occbench.engine import Checkpoint, fit, seed_everything
+    from occbench.engine import Checkpoint, calibrate_batch_norm, fit, seed_everything
 
     s = stage.settings
     context = replace(context, device=distributed.device(context.device))
@@ -227,9 +227,13 @@ def _pretrain_rank(stage: Stage, context: Context) -> dict:
         checkpoint=Checkpoint(folder), params=method.param_groups(),
         after_step=lambda epoch, index: method.after_step(), progress=stage.label if context.progress else None,
     )
+    encoder = method.feature_encoder()
+    if s["pretrain"]["epochs"] == 0:  # the random-weights baseline: BatchNorm statistics from the data
+        calibrate_batch_norm(encoder, (batch.x for batch in train.batches(s["batch_size"], shuffle=False,
+                                                                            drop_last=False)))
     if rank == 0:
         folder.mkdir(parents=True, exist_ok=True)  # zero epochs write no checkpoint (the random-weights baseline)
-        torch.save(method.feature_encoder().state_dict(), folder / "encoder.pth")
+        torch.save(encoder.state_dict(), folder / "encoder.pth")
     distributed.barrier()
     return {"encoder": str(folder / "encoder.pth"), "history": history, "world_size": world}
 

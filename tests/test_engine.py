@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from occbench.engine import Checkpoint, build_optimizer, build_schedulers, fit, seed_everything
+from occbench.engine import Checkpoint, build_optimizer, build_schedulers, calibrate_batch_norm, fit, seed_everything
 from occbench.errors import OccbenchError
 
 
@@ -87,3 +87,20 @@ def test_damaged_checkpoint(tmp_path):
 def test_unknown_optimizer():
     with pytest.raises(OccbenchError, match="optimizer type 'Lion'"):
         build_optimizer([torch.nn.Parameter(torch.zeros(1))], {"type": "Lion", "lr": 1})
+
+
+def test_batch_norm_calibration_takes_the_exact_statistics_of_the_data_and_nothing_else():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Dropout(0.5))
+    model.train()
+    weights = [p.clone() for p in model.parameters()]
+    data = torch.randn(10, 4) * 5 + 2
+    calibrate_batch_norm(model, data.split(4))  # uneven batches: 4, 4, 2
+    hidden = model[0](data)
+    norm = model[1]
+    # a cumulative average of per-batch means/unbiased variances, as BatchNorm with momentum None keeps
+    batches = hidden.split(4)
+    assert torch.allclose(norm.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0), atol=1e-5)
+    assert torch.allclose(norm.running_mean, hidden.mean(0), atol=1.5)  # near the data's mean, far from 0
+    assert norm.running_mean.abs().max() > 0.1 and norm.momentum == 0.1 and model.training
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), weights, strict=True))
