@@ -21,6 +21,7 @@ from occbench import distributed
 from occbench.errors import OccbenchError
 
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
+PRECISIONS = ("fp32", "bf16")
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -120,9 +121,18 @@ def fit(
     after_step: Callable[[int, int], None] | None = None,
     progress: str | None = None,
     train_mode: bool = True,
+    precision: str = "fp32",
 ) -> list[dict]:
-    """Train for `epochs`; returns the per-epoch history (mean losses, and metrics when evaluated)."""
+    """Train for `epochs`; returns the per-epoch history (mean losses, and metrics when evaluated).
+
+    precision "bf16" runs each step under bfloat16 autocast (matrix products in bfloat16, reductions
+    and the weights in float32); "fp32" is plain float32.
+    """
     from tqdm import tqdm
+
+    if precision not in PRECISIONS:
+        raise OccbenchError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    device_type = next(model.parameters()).device.type
 
     wrapper = build_optimizer(params if params is not None else model.parameters(), optimizer)
     schedulers = build_schedulers(wrapper, schedule, epochs)
@@ -144,7 +154,8 @@ def fit(
         totals: dict[str, float] = {}
         count = 0
         for index, batch in enumerate(batches(epoch, generator)):
-            losses = step(batch, epoch)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                losses = step(batch, epoch)
             loss = losses["loss"]
             agreed = distributed.mean(loss)  # every rank takes the same decision
             if not torch.isfinite(agreed):

@@ -226,6 +226,7 @@ def _pretrain_rank(stage: Stage, context: Context) -> dict:
         s["pretrain"]["epochs"], s["pretrain"]["optimizer"], s["pretrain"].get("schedule", {}), generator,
         checkpoint=Checkpoint(folder), params=method.param_groups(),
         after_step=lambda epoch, index: method.after_step(), progress=stage.label if context.progress else None,
+        precision=s["pretrain"].get("precision", "fp32"),
     )
     encoder = method.feature_encoder()
     if s["pretrain"]["epochs"] == 0:  # the random-weights baseline: BatchNorm statistics from the data

@@ -37,7 +37,7 @@ def problem():
     return x, y
 
 
-def train(epochs, checkpoint=None, seed=0):
+def train(epochs, checkpoint=None, seed=0, precision="fp32"):
     x, y = problem()
     torch.manual_seed(123)
     model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
@@ -52,13 +52,23 @@ def train(epochs, checkpoint=None, seed=0):
         return {"loss": ((model(x[index]).squeeze(1) - y[index]) ** 2).mean()}
 
     history = fit(model, step, batches, epochs, {"type": "SGD", "lr": 0.05, "momentum": 0.9},
-                  {"type": "step", "milestones": [3], "gamma": 0.1}, generator, checkpoint=checkpoint)
+                  {"type": "step", "milestones": [3], "gamma": 0.1}, generator, checkpoint=checkpoint,
+                  precision=precision)
     return model, history
 
 
 def test_loss_goes_down():
     _, history = train(6)
     assert history[-1]["loss"] < history[0]["loss"] / 3
+
+
+def test_bf16_autocast_trains_in_bfloat16_to_nearly_the_same_loss():
+    _, full = train(6)
+    _, half = train(6, precision="bf16")
+    assert half[-1]["loss"] < half[0]["loss"] / 3
+    assert half[-1]["loss"] == pytest.approx(full[-1]["loss"], rel=0.1) and half[-1]["loss"] != full[-1]["loss"]
+    with pytest.raises(OccbenchError, match="precision 'fp16': use one of fp32, bf16"):
+        train(1, precision="fp16")
 
 
 def test_resume_continues_exactly(tmp_path):
