@@ -17,6 +17,7 @@ from torch import nn
 from occbench import distributed
 from occbench.data.batches import Batch
 from occbench.data.preprocess import bone, motion
+from occbench.errors import OccbenchError
 
 STREAMS = ("joint", "motion", "bone")
 
@@ -106,7 +107,8 @@ class MoCoMethod(Method):
     """MoCo v2 per stream (SkeletonCLR and its descendants): query encoder + MLP head, momentum key
     encoder, a queue of normalised keys, InfoNCE against the queue."""
 
-    defaults: ClassVar[dict] = {"queue_size": 32768, "momentum": 0.999, "temperature": 0.07, "feature_dim": 128}
+    defaults: ClassVar[dict] = {"queue_size": 32768, "momentum": 0.999, "temperature": 0.07, "feature_dim": 128,
+                                "init": "published"}
 
     def __init__(self, settings: dict | None = None):
         super().__init__(settings)
@@ -114,9 +116,15 @@ class MoCoMethod(Method):
         hidden = next(iter(self.encoders.values())).feature_dim
         self.heads = nn.ModuleDict({s: mlp_head((hidden, hidden, dim)) for s in self.streams})
         # The published MoCo code bases initialise every conv/linear N(0, 0.02) and BN weights N(1, 0.02).
-        from occbench.nn.stgcn import init_weights
+        # From there a short run collapses (measured on the embedded data, quick profile: every embedding
+        # ends up pointing one way, the loss sits at log(K + 1) from epoch 2 to 40), while from torch's
+        # default initialisation the same run spreads the embeddings and learns. init "pytorch" is that.
+        if self.settings["init"] not in ("published", "pytorch"):
+            raise OccbenchError(f"init {self.settings['init']!r}: use published or pytorch")
+        if self.settings["init"] == "published":
+            from occbench.nn.stgcn import init_weights
 
-        self.apply(init_weights)
+            self.apply(init_weights)
         self.key_encoders = copy.deepcopy(self.encoders).requires_grad_(False)
         self.key_heads = copy.deepcopy(self.heads).requires_grad_(False)
         for stream in self.streams:
