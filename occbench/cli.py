@@ -284,7 +284,7 @@ def _execute(stages, work, args, host, grid) -> None:
 
     from occbench.launchers import run_local, submit_slurm
     from occbench.report import render
-    from occbench.runner import Context, is_done
+    from occbench.runner import Context, is_done, run_stage
     from occbench.store import records_frame
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -298,6 +298,8 @@ def _execute(stages, work, args, host, grid) -> None:
         for stage in stages:
             print(f"  {'cached' if stage in done else 'to run':>6}  {stage.kind:<8} {stage.key}  {stage.label}")
         return
+    for stage in done:  # cached: nothing runs, but their records join this run's results folder
+        run_stage(stage, context)
     if args.launcher == "slurm":
         options = dict(_key_value(item, "--slurm-option") for item in args.slurm_option)
         folder = work / "slurm"

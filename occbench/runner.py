@@ -66,7 +66,9 @@ def _finish(stage: Stage, context: Context, result: dict) -> dict:
 
 def run_stage(stage: Stage, context: Context) -> dict:
     if is_done(stage, context):
-        return output(stage, context)
+        result = output(stage, context)
+        _copy_records(result, context.results)
+        return result
     cell = asdict(stage.cell) if stage.cell else {"kind": stage.kind, "label": stage.label}
     context.host.hook.occbench_cell_started(cell={**cell, "key": stage.key, "settings": stage.settings})
     started = time.time()
@@ -82,6 +84,14 @@ def run_stage(stage: Stage, context: Context) -> dict:
     _finish(stage, context, result)
     context.host.hook.occbench_cell_finished(cell={**cell, "key": stage.key}, result=result)
     return result
+
+
+def _copy_records(result: dict, results: Path) -> None:
+    """A cached stage's records into this run's results folder, when it was computed for another one."""
+    for written in filter(None, [result.get("record"), *result.get("records", [])]):
+        source = Path(written)
+        if source.is_file() and not (Path(results) / source.name).is_file():
+            store.write_record(json.loads(source.read_text()), results, name=source.name)
 
 
 # --- data -----------------------------------------------------------------------------------------

@@ -32,6 +32,13 @@ def test_a_third_party_method_runs_through_the_grid(tiny_grid, capsys):
     assert main([*args, "protocols.linear.torchlight.epochs=6"]) == 0
     again = events(tmp_path, "started")[started:]
     assert [kind for kind, *_ in again] == ["evaluate", "evaluate"]
+    # cached stages still give their records to another results folder, without computing anything
+    args[args.index("--results") + 1] = str(tmp_path / "other")
+    started = len(events(tmp_path, "started"))
+    assert main(args) == 0 and len(events(tmp_path, "started")) == started
+    assert sorted(p.name for p in (tmp_path / "other").glob("*.json")) == sorted(
+        p.name for p in (tmp_path / "results").glob("*.json") if json.loads(p.read_text())["metrics"]["epochs"] == 4)
+    assert "tinyclr" in capsys.readouterr().out.lower()
 
 
 def test_dry_run_lists_the_plan(tiny_grid, capsys):
