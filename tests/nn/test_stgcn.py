@@ -1,6 +1,10 @@
+import functools
+
 import pytest
 import torch
+import torch.nn.functional as F
 
+import occbench.nn.stgcn as stgcn
 from occbench.errors import OccbenchError
 from occbench.nn.stgcn import STGCN, ReferenceSTGCN, _keep_mask, init_weights
 
@@ -35,7 +39,7 @@ def published_keys() -> set[str]:
 
 
 def trained_like(seed=0, **kwargs) -> STGCN:
-    """An encoder with non-trivial weights, BN statistics and edge importances."""
+    """An encoder with non-trivial weights, biases, BN statistics and edge importances."""
     torch.manual_seed(seed)
     model = STGCN(**kwargs)
     model.apply(init_weights)
@@ -46,6 +50,9 @@ def trained_like(seed=0, **kwargs) -> STGCN:
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.running_mean.normal_(0, 0.1)
                 module.running_var.uniform_(0.5, 2.0)
+                module.bias.normal_(0, 0.1)
+            elif isinstance(module, torch.nn.Conv2d):  # the fast model folds conv biases into BatchNorm
+                module.bias.normal_(0, 0.1)
     return model
 
 
@@ -176,8 +183,8 @@ def compare(fast: STGCN, ref: STGCN, x, ignore, rtol, out_atol):
     (b * weights).sum().backward()
     grads = [(n, p.grad, q.grad) for (n, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True)]
     for name, g, h in grads + [("input", xa.grad, xb.grad)]:
-        if name.endswith(("tcn.2.bias", "residual.0.bias")):
-            continue  # exactly 0 in theory (a BatchNorm follows): only rounding noise to compare
+        if fast.training and name.endswith(("tcn.2.bias", "residual.0.bias")):
+            continue  # exactly 0 in theory (a BatchNorm in training mode follows): only rounding noise
         torch.testing.assert_close(g, h, rtol=0, atol=rtol * h.abs().max().item() + 1e-30, msg=name)
     for (name, s), t in zip(fast.state_dict().items(), ref.state_dict().values(), strict=True):
         torch.testing.assert_close(s, t, rtol=0, atol=out_atol, msg=name)
@@ -216,3 +223,166 @@ def test_dropout_matches_the_reference_in_distribution():
     b = ref_block.reference(h.clone(), ref.A)
     assert abs(a.mean().item() - b.mean().item()) < 0.01 and abs(a.std().item() - b.std().item()) < 0.01
     assert abs((a == 0).float().mean().item() - (b == 0).float().mean().item()) < 0.01
+
+
+def test_fast_and_reference_agree_when_the_graph_convolution_narrows_the_channels():
+    """hidden_dim < 4 * hidden_channels: the last block mixes the channels before the adjacency product."""
+    fast = trained_like(hidden_channels=8, hidden_dim=16, dropout=0.0).double()
+    ref = ReferenceSTGCN(hidden_channels=8, hidden_dim=16, dropout=0.0).double()
+    ref.load_state_dict(fast.state_dict())
+    for mode in ("eval", "train"):
+        fast.train(mode == "train")
+        ref.train(mode == "train")
+        compare(fast, ref, skeletons(dtype=torch.float64), None, 1e-10, 1e-12)
+
+
+def test_running_statistics_with_cumulative_momentum_and_without_tracking():
+    fast = trained_like(dropout=0.0).double()
+    ref = ReferenceSTGCN(dropout=0.0).double()
+    ref.load_state_dict(fast.state_dict())
+    for model in (fast, ref):
+        for i, module in enumerate(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            module.momentum = None  # cumulative moving average
+            if i % 5 == 4:  # and a few without running statistics at all
+                module.track_running_stats = False
+                module.running_mean = module.running_var = module.num_batches_tracked = None
+    x = skeletons(dtype=torch.float64)
+    for _ in range(2):
+        torch.testing.assert_close(fast.train()(x), ref.train()(x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(fast.eval()(x), ref.eval()(x), rtol=0, atol=1e-12)
+    for (name, s), t in zip(fast.state_dict().items(), ref.state_dict().values(), strict=True):
+        torch.testing.assert_close(s, t, rtol=0, atol=1e-12, msg=name)
+
+
+def test_train_mode_with_dropout_equals_the_reference_given_the_same_masks(monkeypatch):
+    """The fast block's dropout (BN affine scaled by 2, times the mask) is nn.Dropout with that mask."""
+    masks = []
+
+    def recorded(shape, p, like, packed=None):
+        masks.append(_keep_mask(shape, p, like, packed))
+        return masks[-1]
+
+    monkeypatch.setattr(stgcn, "_keep_mask", recorded)
+    fast = trained_like().double().train()
+    ref = ReferenceSTGCN().double().train()
+    ref.load_state_dict(fast.state_dict())
+    x = skeletons(dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a = fast(xa)
+    assert len(masks) == 9  # blocks 2-10
+    replay = iter(masks)
+    for block in ref.st_gcn_networks[1:]:
+        block.tcn[4] = _MaskedDropout(next(replay))
+    b = ref(xb)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    weights = torch.linspace(-1, 1, a.shape[1], dtype=a.dtype)
+    (a * weights).sum().backward()
+    (b * weights).sum().backward()
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True):
+        if not name.endswith(("tcn.2.bias", "residual.0.bias")):
+            torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=1e-10 * q.grad.abs().max().item(), msg=name)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=0, atol=1e-10 * xb.grad.abs().max().item())
+
+
+class _MaskedDropout(torch.nn.Module):
+    """Dropout with a given keep mask, laid out time-outer (T, C, V*N*M) as the fast model draws it."""
+
+    def __init__(self, keep):
+        super().__init__()
+        self.keep = keep
+
+    def forward(self, x):  # x: (N*M, C, T, V)
+        nm, c, t, v = x.shape
+        return x * self.keep.view(t, c, v, nm).permute(3, 1, 0, 2) * 2
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("p", [0.5, 0.2])
+def test_keep_mask_formulations(packed, p):
+    """The packed-bits masks (CPU) and the bernoulli_ ones (other devices), both run here on CPU."""
+    torch.manual_seed(0)
+    mask = _keep_mask((300, 1001), p, torch.zeros((), dtype=torch.float64), packed=packed)
+    assert mask.shape == (300, 1001) and mask.dtype == torch.float64
+    assert set(mask.unique().tolist()) == {0, 1}
+    assert abs(mask.mean().item() - (1 - p)) < 0.005
+    # neighbouring elements are independent (the packed masks spread each random word over 8 or 4 elements)
+    flat = mask.flatten()
+    assert abs((flat[1:] * flat[:-1]).mean().item() - (1 - p) ** 2) < 0.005
+
+
+def test_the_generic_dropout_path_trains_like_the_packed_one(monkeypatch):
+    x = skeletons(n=8, t=30)
+    outputs = {}
+    for packed in (True, False):
+        monkeypatch.setattr(stgcn, "_keep_mask", functools.partial(_keep_mask, packed=packed))
+        model = trained_like().train()
+        torch.manual_seed(0)
+        out = model(x)
+        out.square().sum().backward()
+        outputs[packed] = out
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    a, b = outputs[True], outputs[False]
+    assert not torch.equal(a, b)  # different random streams
+    assert abs(a.mean() - b.mean()) < 0.1 * a.abs().mean() and abs(a.std() - b.std()) < 0.2 * a.std()
+
+
+@pytest.mark.parametrize(("t", "stride"), [(20, 1), (20, 2), (21, 2), (13, 1), (5, 1), (3, 2), (1, 1), (10, 3)])
+def test_windowed_convolution_and_its_gradients_equal_conv2d(t, stride):
+    torch.manual_seed(0)
+    x = torch.randn(t, 3, 7, dtype=torch.float64, requires_grad=True)  # time-outer (T, C_in, L)
+    weight = torch.randn(4, 3, 9, 1, dtype=torch.float64, requires_grad=True)
+    ref = F.conv2d(x.permute(1, 0, 2).unsqueeze(0), weight, stride=(stride, 1), padding=(4, 0))[0].permute(1, 0, 2)
+    kernel = weight.detach().squeeze(3).permute(0, 2, 1).reshape(4, -1)
+    out = stgcn._windowed(x.detach(), kernel, 9, 4, stride, torch.empty(ref.shape, dtype=torch.float64))
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    dy = torch.randn(ref.shape, dtype=torch.float64)
+    ref.backward(dy)
+    torch.testing.assert_close(stgcn._conv_input_grad(dy, weight.detach(), stride, t), x.grad, rtol=0, atol=1e-12)
+    dk = stgcn._windowed_weight_grad(dy, x.detach(), 9, 4, stride)
+    torch.testing.assert_close(dk.view(4, 9, 3).transpose(1, 2).unsqueeze(3), weight.grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_bfloat16_autocast_is_as_close_to_float32_as_the_reference_is(mode):
+    fast = trained_like(dropout=0.0).train(mode == "train")
+    ref = ReferenceSTGCN(dropout=0.0).train(mode == "train")
+    exact = ReferenceSTGCN(dropout=0.0).train(mode == "train")
+    ref.load_state_dict(fast.state_dict())
+    exact.load_state_dict(fast.state_dict())
+    x = skeletons(n=4, t=30)
+    results = []
+    for model, autocast in ((fast, True), (ref, True), (exact, False)):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(x)
+        assert out.dtype == (torch.bfloat16 if autocast else torch.float32)
+        out.float().square().sum().backward()
+        assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+        results.append((out.float(), torch.cat([p.grad.flatten() for p in model.parameters()])))
+    (fast_out, fast_grad), (ref_out, ref_grad), (out, grad) = results
+
+    def error(a, b):
+        return ((a - b).norm() / b.norm()).item()
+
+    assert error(fast_out, out) < 2 * error(ref_out, out) + 1e-3
+    assert error(fast_grad, grad) < 2 * error(ref_grad, grad) + 1e-3
+
+
+def test_pool_reads_the_time_outer_view_and_any_other_layout():
+    model = trained_like().eval()
+    x = skeletons()
+    fmap = model.feature_map(x)
+    assert not fmap.is_contiguous() and fmap.permute(2, 1, 3, 0).is_contiguous()
+    expected = fmap.contiguous().mean(dim=(2, 3)).view(2, 2, -1).mean(dim=1)
+    torch.testing.assert_close(STGCN.pool(fmap, 2), expected)
+    torch.testing.assert_close(STGCN.pool(fmap.contiguous(), 2), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    fast = trained_like(dropout=0.0).eval()
+    x = skeletons()
+    expected = fast(x)
+    torch.testing.assert_close(fast.cuda()(x.cuda()).cpu(), expected, rtol=1e-4, atol=1e-5)
+    fast.train()
+    fast(x.cuda()).square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in fast.parameters())
