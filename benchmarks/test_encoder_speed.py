@@ -1,0 +1,149 @@
+"""Speed of the ST-GCN encoder: occbench's STGCN against the published formulation, ReferenceSTGCN.
+
+Run: ``python -m pytest benchmarks/test_encoder_speed.py`` (pytest-benchmark; not part of the normal test
+run; ``tox -e bench`` runs every benchmark and saves the JSON). Both formulations run in the same
+process, on the same threads, with the same weights and the same input.
+
+* ``test_encoder_step[reference-cpu]`` / ``[stgcn-cpu]``: one training step of the encoder alone, forward
+  and backward in train mode (dropout 0.5 on, BatchNorm on batch statistics), float32, on a batch of 128
+  x (3, 50, 25, 2) skeletons (N, C, T, V, M), with 2 torch threads (``OCCBENCH_BENCH_THREADS``; the
+  batch: ``OCCBENCH_BENCH_BATCH``). ReferenceSTGCN is the straightforward published network (per block
+  a 1x1 convolution to K*C channels, an einsum with the adjacency times the edge importance,
+  ``nn.Conv2d`` 9x1, ``nn.Dropout``) and is the baseline.
+* ``[stgcn-bf16-cpu]``: the same step of STGCN under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
+* ``test_eval_outputs_and_gradients_agree``: in eval mode both give the same outputs and gradients
+  (parameters and input) within 1e-5, relative to the largest magnitude of each tensor.
+* ``test_speedup``: prints the ratios of the medians and requires STGCN's float32 step to be at least
+  2x faster than the reference's (the goal of issue 6). A ratio measured in the same run: a slow
+  machine does not fail it, a busy one (another process on the same cores) can.
+
+Each step's minor page faults are saved in the JSON (``extra_info``): on glibc every fresh tensor over
+32 MiB is a new mapping whose pages fault on first touch, a large part of the reference's time. Rows
+ending in ``-cuda`` run when a GPU is present (reported, no goal).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+
+import pytest
+import torch
+
+from occbench.nn.stgcn import STGCN, ReferenceSTGCN, init_weights
+
+BATCH = int(os.environ.get("OCCBENCH_BENCH_BATCH", "128"))
+THREADS = int(os.environ.get("OCCBENCH_BENCH_THREADS", "2"))
+SHAPE = (3, 50, 25, 2)
+ROUNDS = 5
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+RESULTS: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def threads():
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    with threadpool_limits(THREADS):
+        yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def encoders() -> dict:
+    torch.manual_seed(0)
+    stgcn = STGCN()
+    stgcn.apply(init_weights)
+    reference = ReferenceSTGCN()
+    reference.load_state_dict(stgcn.state_dict())
+    x = torch.randn(BATCH, *SHAPE, generator=torch.Generator().manual_seed(1))
+    return {"stgcn": stgcn, "reference": reference, "x": x}
+
+
+def train_step(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False) -> None:
+    model.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        features = model(x)
+    features.float().square().mean().backward()
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", ["reference", "stgcn", "stgcn-bf16"])
+def test_encoder_step(benchmark, encoders, variant, device):
+    model = encoders[variant.split("-")[0]].to(device).train()
+    x = encoders["x"].to(device)
+    bf16 = variant.endswith("bf16")
+    train_step(model, x, bf16)  # warm-up: first-use costs
+    faults = []
+
+    def step():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        train_step(model, x, bf16)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+    benchmark.pedantic(step, rounds=ROUNDS, iterations=1)
+    benchmark.extra_info.update({"threads": torch.get_num_threads(), "batch": BATCH,
+                                 "minor_page_faults": sorted(faults)[len(faults) // 2]})
+    RESULTS[variant, device] = benchmark.stats.stats.median
+    model.to("cpu")
+
+
+def test_eval_outputs_and_gradients_agree(encoders):
+    """Eval mode: the same outputs and gradients (parameters and input) within 1e-5.
+
+    Relative to each tensor's largest magnitude. The float32 reference is itself off by ~1e-4 on the
+    conv-bias gradients of the last block (sums of 10^5 terms in its convolution backward), so a
+    float64 run of the reference arbitrates: a tensor also passes when STGCN is closer to it than the
+    float32 reference is.
+    """
+    import copy
+
+    x = encoders["x"][:32]
+    encoders["reference"].load_state_dict(encoders["stgcn"].state_dict())  # the same running statistics
+    exact = copy.deepcopy(encoders["reference"]).double()
+    grads = {}
+    for name, model, inputs in (("stgcn", encoders["stgcn"], x), ("reference", encoders["reference"], x),
+                                ("float64", exact, x.double())):
+        model.eval().zero_grad(set_to_none=True)
+        inputs = inputs.clone().requires_grad_()
+        out = model(inputs)
+        (out * torch.linspace(-1, 1, out.shape[1], dtype=out.dtype)).sum().backward()
+        grads[name] = {"output": out.detach(), "input": inputs.grad}
+        grads[name].update({n: p.grad for n, p in model.named_parameters()})
+
+    def error(a, b):
+        return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30)).item()
+
+    report = {key: (error(grads["stgcn"][key], ref), error(grads["stgcn"][key], grads["float64"][key]),
+                    error(ref, grads["float64"][key])) for key, ref in grads["reference"].items()}
+    worst = max(report, key=lambda key: report[key][0])
+    print(f"\neval mode, STGCN vs reference (relative to each tensor's largest magnitude): output "
+          f"{report['output'][0]:.1e}, input gradient {report['input'][0]:.1e}, worst parameter gradient "
+          f"{report[worst][0]:.1e} ({worst}: STGCN vs float64 {report[worst][1]:.1e}, reference vs float64 "
+          f"{report[worst][2]:.1e})")
+    failed = {key: errors for key, errors in report.items() if errors[0] > 1e-5 and errors[1] > errors[2]}
+    assert not failed, failed
+
+
+def test_speedup():
+    if ("reference", "cpu") not in RESULTS or ("stgcn", "cpu") not in RESULTS:
+        pytest.skip("run the whole module (the benchmarks above) first")
+    report = {}
+    for device in ("cpu", "cuda"):
+        if ("reference", device) not in RESULTS:
+            continue
+        reference = RESULTS["reference", device]
+        row = {"reference_s": round(reference, 3), "stgcn_s": round(RESULTS["stgcn", device], 3),
+               "speedup": round(reference / RESULTS["stgcn", device], 2)}
+        if ("stgcn-bf16", device) in RESULTS:
+            bf16 = RESULTS["stgcn-bf16", device]
+            row.update({"stgcn_bf16_s": round(bf16, 3), "bf16_speedup": round(reference / bf16, 2),
+                        "bf16_over_fp32": round(RESULTS["stgcn", device] / bf16, 2)})
+        report[device] = row
+    print(f"\nencoder fwd+bwd, batch {BATCH} x {SHAPE}, train mode, {THREADS} threads:", json.dumps(report))
+    assert report["cpu"]["speedup"] >= 2

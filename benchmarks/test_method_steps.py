@@ -1,0 +1,118 @@
+"""Speed of one pretraining step of each built-in method, on occbench's STGCN and on the published formulation.
+
+Run: ``python -m pytest benchmarks/test_method_steps.py`` (pytest-benchmark; not part of the normal test
+run). For each of SkeletonCLR, 2s-CrosSCLR, AimCLR, PSTL and OPSTL the method is built as the runner
+builds it from the ``paper`` profile (encoder 16/256 channels, dropout 0.5; queues of 32768 keys, PSTL's
+6144-d projector), once on STGCN and once on ReferenceSTGCN (the published formulation, the baseline),
+and one step is timed: the views, ``training_step``, backward, the optimiser step of the profile
+(SGD or Adam) and the momentum update, at batch 128 x (3, 50, 25, 2), in float32, with 2 torch
+threads on CPU. The epoch is past CrosSCLR's and AimCLR's mining epoch (150), so their full losses run.
+
+``OCCBENCH_BENCH_BATCH`` shrinks the batch for a quick check, ``OCCBENCH_BENCH_THREADS`` sets the CPU
+threads, ``OCCBENCH_BENCH_METHODS`` (comma-separated) picks methods. The ``cuda`` rows run when a GPU is
+present. ``test_summary`` prints samples per second and the ratio to the reference per method and
+device; no goal is asserted (the encoder's is, in test_encoder_speed.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from occbench.catalogue import load_catalogue, merge
+from occbench.data.batches import Batch
+from occbench.engine import build_optimizer
+from occbench.nn.stgcn import ReferenceSTGCN
+from occbench.plugins import load_plugins
+
+BATCH = int(os.environ.get("OCCBENCH_BENCH_BATCH", "128"))
+THREADS = int(os.environ.get("OCCBENCH_BENCH_THREADS", "2"))
+METHODS = os.environ.get("OCCBENCH_BENCH_METHODS", "skeletonclr,crossclr,aimclr,pstl,opstl").split(",")
+EPOCH = 200  # past the mining epochs (150) of CrosSCLR and AimCLR
+ROUNDS = 2
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+RESULTS: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def threads():
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    with threadpool_limits(THREADS):
+        yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def host():
+    return load_plugins()
+
+
+def build(host, method: str, encoder: str, device: str):
+    """The method with the paper profile's settings, as the runner builds it, and its optimiser."""
+    profile = load_catalogue().profile("paper")
+    settings = dict(profile.get("methods", {}).get(method, {}))
+    pretrain = merge(profile["pretrain"], settings.pop("pretrain", {}))
+    settings["encoder"] = profile.get("encoder", {})
+    cls = host.methods[method]
+    if encoder == "reference":
+        cls = type(f"Reference{cls.__name__}", (cls,), {
+            "build_encoder": lambda self: ReferenceSTGCN(**self.settings.get("encoder", {}))})
+    torch.manual_seed(0)
+    model = cls(settings).to(device).train()
+    return model, build_optimizer(model.param_groups(), pretrain["optimizer"]).optimizer
+
+
+def make_batch(device: str) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(BATCH, 3, 50, 25, 2, generator=g).cumsum(2) * 0.05
+    mask = torch.rand(BATCH, 50, 25, 2, generator=g) > 0.1  # 10% of the joints occluded
+    x = x * mask[:, None]
+    missing = ~mask.all(dim=(1, 3))
+    batch = Batch(x, mask, torch.zeros(BATCH, dtype=torch.long), missing, torch.arange(BATCH))
+    return Batch(*(t.to(device) for t in (batch.x, batch.mask, batch.label, batch.missing, batch.index)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("encoder", ["reference", "stgcn"])
+@pytest.mark.parametrize("method", METHODS)
+def test_step(benchmark, host, method, encoder, device):
+    model, optimizer = build(host, method, encoder, device)
+    batch = make_batch(device)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def step():
+        losses = model.training_step(batch, EPOCH, generator)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        model.after_step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # warm-up: first-use costs, optimiser state
+    benchmark.pedantic(step, rounds=ROUNDS, iterations=1)
+    benchmark.extra_info.update({"batch": BATCH, "threads": torch.get_num_threads(), "epoch": EPOCH})
+    RESULTS[method, encoder, device] = benchmark.stats.stats.median
+
+
+def test_summary():
+    rows = {}
+    for (method, encoder, device), seconds in RESULTS.items():
+        if encoder != "stgcn" or (method, "reference", device) not in RESULTS:
+            continue
+        reference = RESULTS[method, "reference", device]
+        rows[f"{method}-{device}"] = {
+            "reference_s": round(reference, 3), "stgcn_s": round(seconds, 3),
+            "reference_samples_per_s": round(BATCH / reference, 1), "stgcn_samples_per_s": round(BATCH / seconds, 1),
+            "speedup": round(reference / seconds, 2)}
+    if not rows:
+        pytest.skip("run the whole module (the benchmarks above) first")
+    print(f"\none pretraining step, batch {BATCH}, paper profile, {THREADS} CPU threads:")
+    for key, row in rows.items():
+        print(f"  {key}: {json.dumps(row)}")
