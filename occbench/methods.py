@@ -158,7 +158,7 @@ class MoCoMethod(Method):
         queue, ptr = self.queue(stream), getattr(self, f"queue_ptr_{stream}")
         size = len(queue)
         rows = (ptr + torch.arange(len(k), device=k.device)) % size
-        queue[rows] = k
+        queue[rows] = k.to(queue.dtype)  # keys are bfloat16 under autocast; the queue stays float32
         ptr.copy_((ptr + len(k)) % size)
 
 
