@@ -348,8 +348,9 @@ class _TemporalUnit(torch.autograd.Function):
         pad = (TEMPORAL_KERNEL - 1) // 2
         t, c, length = g.shape
         t_out = y.shape[0]
-        # dout may be an expanded gradient (of a pooling): read as such, not materialised first
-        grad_out = torch.ops.aten.threshold_backward(dout.to(out.dtype), out, 0).view(t_out, c, length)
+        if 0 in dout.stride():  # an expanded gradient (of a pooling): read its compacted varying part
+            dout = dout[tuple(slice(0, 1) if step == 0 else slice(None) for step in dout.stride())]
+        grad_out = torch.ops.aten.threshold_backward(dout.to(out.dtype).contiguous(), out, 0).view(t_out, c, length)
         dx = d_res_w = d_res_b = d_res_bn_w = d_res_bn_b = None
         if mode == "conv":
             r = _residual_conv(x, res_w, stride, h.dtype)
