@@ -224,6 +224,12 @@ def _tap_groups(t_in: int, t_out: int, taps: int, pad: int, stride: int) -> list
     return [tuple(group) for group in groups]
 
 
+def _batches_windows(x: Tensor) -> bool:
+    """Whether bmm takes overlapping strided windows of x as they are: on CPU only float32 / float64
+    do (the bfloat16 / float16 kernels copy each batch first), so the others loop over mm."""
+    return x.device.type != "cpu" or x.dtype in (torch.float32, torch.float64)
+
+
 def _windowed(x: Tensor, kernel: Tensor, taps: int, pad: int, stride: int, out: Tensor) -> Tensor:
     """``out[t] = sum_j kernel[:, j*C:(j+1)*C] @ x[stride*t + j - pad]`` over the input steps that exist.
 
@@ -233,12 +239,12 @@ def _windowed(x: Tensor, kernel: Tensor, taps: int, pad: int, stride: int, out: 
     """
     x = x.contiguous()
     t_in, c, length = x.shape
-    batched_out = out.is_contiguous()
+    batched = out.is_contiguous() and _batches_windows(x)
     for first, count, j0, j1, row in _tap_groups(t_in, out.shape[0], taps, pad, stride):
         w = kernel[:, j0 * c:j1 * c]
         if j1 <= j0:
             out[first:first + count].zero_()
-        elif count == 1 or not batched_out:
+        elif count == 1 or not batched:
             for i in range(count):
                 start = (row + i * stride) * c
                 torch.mm(w, x.view(-1, length)[start:start + (j1 - j0) * c], out=out[first + i])
@@ -259,8 +265,9 @@ def _windowed_weight_grad(dy: Tensor, x: Tensor, taps: int, pad: int, stride: in
             continue
         windows = x.as_strided((count, (j1 - j0) * c, length), (stride * c * length, length, 1),
                                x.storage_offset() + row * c * length)
-        if count == 1:
-            grad[:, j0 * c:j1 * c].addmm_(dy[first], windows[0].t())
+        if count == 1 or not _batches_windows(x):
+            for i in range(count):
+                grad[:, j0 * c:j1 * c].addmm_(dy[first + i], windows[i].t())
         else:
             grad[:, j0 * c:j1 * c] += torch.bmm(dy[first:first + count], windows.transpose(1, 2)).sum(0)
     return grad

@@ -340,6 +340,12 @@ def test_windowed_convolution_and_its_gradients_equal_conv2d(t, stride):
     torch.testing.assert_close(stgcn._conv_input_grad(dy, weight.detach(), stride, t), x.grad, rtol=0, atol=1e-12)
     dk = stgcn._windowed_weight_grad(dy, x.detach(), 9, 4, stride)
     torch.testing.assert_close(dk.view(4, 9, 3).transpose(1, 2).unsqueeze(3), weight.grad, rtol=0, atol=1e-12)
+    # bfloat16 on CPU takes the per-step mm path (its bmm would copy the overlapping windows)
+    half = stgcn._windowed(x.detach().bfloat16(), kernel.bfloat16(), 9, 4, stride,
+                           torch.empty(ref.shape, dtype=torch.bfloat16))
+    torch.testing.assert_close(half.double(), ref, rtol=0.05, atol=0.1)
+    dk = stgcn._windowed_weight_grad(dy.bfloat16(), x.detach().bfloat16(), 9, 4, stride)
+    torch.testing.assert_close(dk.double().view(4, 9, 3).transpose(1, 2).unsqueeze(3), weight.grad, rtol=0.05, atol=0.2)
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
