@@ -14,9 +14,11 @@ process, on the same threads, with the same weights and the same input.
 * ``test_eval_outputs_and_gradients_agree``: in eval mode both give the same outputs and gradients
   (parameters and input) within 1e-5, relative to the largest magnitude of each tensor, with a
   float64 run as the arbiter where the float32 reference is itself less exact than that.
-* ``test_speedup``: prints the ratios of the medians and requires STGCN's float32 step to be at least
-  2x faster than the reference's (the goal of issue 6). A ratio measured in the same run: a slow
-  machine does not fail it, a busy one (another process on the same cores) can.
+* ``test_speedup``: prints the ratios of the benchmarks' medians, then times ``PAIRS`` more steps of
+  the two float32 encoders alternately (reference, STGCN, reference, ...), so that both see the same
+  machine, and requires the median of the per-pair ratios to be at least 2 (the goal of issue 6). A
+  ratio measured in the same run: a slow machine does not fail it; a busy one (another process on
+  the same cores, which a 2-thread GEMM then waits for) can.
 
 Each step's minor page faults are saved in the JSON (``extra_info``): on glibc every fresh tensor over
 32 MiB is a new mapping whose pages fault on first touch, a large part of the reference's time. Rows
@@ -37,7 +39,8 @@ from occbench.nn.stgcn import STGCN, ReferenceSTGCN, init_weights
 BATCH = int(os.environ.get("OCCBENCH_BENCH_BATCH", "128"))
 THREADS = int(os.environ.get("OCCBENCH_BENCH_THREADS", "2"))
 SHAPE = (3, 50, 25, 2)
-ROUNDS = 5
+ROUNDS = 3
+PAIRS = 5
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 RESULTS: dict = {}
 
@@ -139,10 +142,24 @@ def test_eval_outputs_and_gradients_agree():
     assert not failed, failed
 
 
-def test_speedup():
+def test_speedup(encoders):
     if ("reference", "cpu") not in RESULTS or ("stgcn", "cpu") not in RESULTS:
         pytest.skip("run the whole module (the benchmarks above) first")
-    report = {}
+    import statistics
+    import time
+
+    pairs = []
+    for _ in range(PAIRS):
+        seconds = []
+        for name in ("reference", "stgcn"):
+            started = time.perf_counter()
+            train_step(encoders[name].train(), encoders["x"])
+            seconds.append(time.perf_counter() - started)
+        pairs.append(seconds)
+    paired = statistics.median(reference / stgcn for reference, stgcn in pairs)
+    report = {"paired": {"reference_s": round(statistics.median(p[0] for p in pairs), 3),
+                         "stgcn_s": round(statistics.median(p[1] for p in pairs), 3),
+                         "median_ratio": round(paired, 2), "ratios": [round(r / f, 2) for r, f in pairs]}}
     for device in ("cpu", "cuda"):
         if ("reference", device) not in RESULTS:
             continue
@@ -155,4 +172,6 @@ def test_speedup():
                         "bf16_over_fp32": round(RESULTS["stgcn", device] / bf16, 2)})
         report[device] = row
     print(f"\nencoder fwd+bwd, batch {BATCH} x {SHAPE}, train mode, {THREADS} threads:", json.dumps(report))
-    assert report["cpu"]["speedup"] >= 2
+    if BATCH != 128:
+        pytest.skip(f"the goal (>= 2x) is set at batch 128; batch {BATCH} only reports")
+    assert paired >= 2
