@@ -192,9 +192,9 @@ def _keep_mask(shape, p: float, like: Tensor, packed: bool | None = None) -> Ten
     if not packed:
         return torch.empty(shape, dtype=like.dtype, device=device).bernoulli_(1 - p)
     n = math.prod(shape)
-    # random_(-2**63, None) draws all 64 bits (plain random_() leaves the sign bit 0)
-    words = torch.empty((n + 63) // 64, dtype=torch.int64, device=device).random_(-(2**63), None)
     if p == 0.5:
+        # random_(-2**63, None) draws all 64 bits (plain random_() leaves the sign bit 0)
+        words = torch.empty((n + 63) // 64, dtype=torch.int64, device=device).random_(-(2**63), None)
         rows = torch.arange(256, device=device).unsqueeze(1)
         table = rows.bitwise_right_shift(torch.arange(8, device=device)).bitwise_and_(1).to(like.dtype)
         mask = table.new_empty(((n + 7) // 8, 8))
@@ -346,6 +346,7 @@ class _TemporalUnit(torch.autograd.Function):
         return out4
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, dout):
         g, x, h, y, out, keep, conv_w, res_w = ctx.saved_tensors
         norm1, norm2, norm3 = ctx.norms
