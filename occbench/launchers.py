@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -44,7 +45,7 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
         claims.put(slot)
     devices = _slot_devices(context.device, slots, gpus_per_cell)
     threads = max(1, (os.cpu_count() or 1) // slots)
-    worker = Context(context.work, context.results, context.device, progress=False, disabled=context.disabled)
+    worker = replace(context, progress=False)  # pickled without its plugin host: each worker loads its own
     failures: list[BaseException] = []
     with ProcessPoolExecutor(slots, mp_context=spawn, initializer=_claim_slot,
                              initargs=(claims, devices, threads)) as pool:
@@ -107,7 +108,7 @@ def submit_slurm(stages: list[Stage], context: Context, folder: Path, options: d
         executor.update_parameters(**options)
     except (ValueError, TypeError) as err:
         raise OccbenchError(f"--slurm-option: {err}") from None
-    job_context = Context(context.work, context.results, context.device, progress=False, disabled=context.disabled)
+    job_context = replace(context, progress=False)
     jobs: dict = {}
     for stage in stages:
         if is_done(stage, context):
