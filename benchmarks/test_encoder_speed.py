@@ -37,7 +37,6 @@ import torch
 from occbench.nn.stgcn import STGCN, ReferenceSTGCN, init_weights
 
 BATCH = int(os.environ.get("OCCBENCH_BENCH_BATCH", "128"))
-THREADS = int(os.environ.get("OCCBENCH_BENCH_THREADS", "2"))
 SHAPE = (3, 50, 25, 2)
 ROUNDS = 3
 PAIRS = 5
@@ -45,15 +44,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 RESULTS: dict = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    with threadpool_limits(THREADS):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("bench_threads")  # benchmarks/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +164,8 @@ def test_speedup(encoders):
             row.update({"stgcn_bf16_s": round(bf16, 3), "bf16_speedup": round(reference / bf16, 2),
                         "bf16_over_fp32": round(RESULTS["stgcn", device] / bf16, 2)})
         report[device] = row
-    print(f"\nencoder fwd+bwd, batch {BATCH} x {SHAPE}, train mode, {THREADS} threads:", json.dumps(report))
+    threads = torch.get_num_threads()
+    print(f"\nencoder fwd+bwd, batch {BATCH} x {SHAPE}, train mode, {threads} threads:", json.dumps(report))
     if BATCH != 128:
         pytest.skip(f"the goal (>= 2x) is set at batch 128; batch {BATCH} only reports")
     assert paired >= 2

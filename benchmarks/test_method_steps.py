@@ -35,7 +35,6 @@ from occbench.nn.stgcn import ReferenceSTGCN
 from occbench.plugins import load_plugins
 
 BATCH = int(os.environ.get("OCCBENCH_BENCH_BATCH", "128"))
-THREADS = int(os.environ.get("OCCBENCH_BENCH_THREADS", "2"))
 METHODS = os.environ.get("OCCBENCH_BENCH_METHODS", "skeletonclr,crossclr,aimclr,pstl,opstl").split(",")
 EPOCH = 200  # past the mining epochs (150) of CrosSCLR and AimCLR
 ROUNDS = 3
@@ -43,15 +42,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 RESULTS: dict = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    with threadpool_limits(THREADS):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("bench_threads")  # benchmarks/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +120,8 @@ def test_step(benchmark, host, method, device):
 def test_summary():
     if not RESULTS:
         pytest.skip("run the whole module (the benchmarks above) first")
-    print(f"\none pretraining step, batch {BATCH}, paper profile, {THREADS} CPU threads, {ROUNDS} alternated pairs:")
+    threads = torch.get_num_threads()
+    print(f"\none pretraining step, batch {BATCH}, paper profile, {threads} CPU threads, {ROUNDS} alternated pairs:")
     for (method, device), (reference, stgcn, ratio) in RESULTS.items():
         row = {"reference_s": round(reference, 3), "stgcn_s": round(stgcn, 3),
                "reference_samples_per_s": round(BATCH / reference, 1), "stgcn_samples_per_s": round(BATCH / stgcn, 1),
