@@ -71,8 +71,17 @@ class Method(nn.Module):
 
     def __init__(self, settings: dict | None = None):
         super().__init__()
+        self.check_settings(settings or {})
         self.settings = {**self.defaults, **(settings or {})}
         self.encoders = nn.ModuleDict({stream: self.build_encoder() for stream in self.streams})
+
+    @classmethod
+    def check_settings(cls, settings: dict, name: str = "") -> None:
+        """A setting the method does not have is a typo that would silently change nothing."""
+        unknown = sorted(set(settings) - set(cls.defaults) - {"encoder"})
+        if unknown:
+            raise OccbenchError(f"method {name or cls.name}: unknown setting {', '.join(unknown)}; "
+                                f"it has {', '.join(sorted(cls.defaults))} (and encoder)")
 
     def build_encoder(self) -> nn.Module:
         """One stream's encoder: the ST-GCN of every published method (a plugin may bring another one

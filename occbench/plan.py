@@ -141,6 +141,9 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
         method_profile = dict(profile.get("methods", {}).get(method, {}))
         schedule = merge(profile["pretrain"], method_profile.pop("pretrain", {}))
         owner = host.methods.owner(method)
+        check = getattr(host.methods[method], "check_settings", None)
+        if check is not None:
+            check(method_profile, method)
         settings = {
             "method": method, "plugin": f"{owner.distribution} {owner.version}",
             "method_settings": {**method_profile, "encoder": profile.get("encoder", {})},

@@ -2,11 +2,13 @@
 
 import json
 import os
+import queue
 
 import pytest
 
 from occbench.cli import main
-from occbench.launchers import submit_slurm
+from occbench.errors import OccbenchError
+from occbench.launchers import _claim_slot, _slot_devices, submit_slurm
 from occbench.runner import Context
 from tests.tiny_grid import events
 
@@ -113,3 +115,20 @@ def test_slots_must_be_positive(tiny_grid, capsys, slots):
     _, _, args = tiny_grid
     assert main([*args, "--slots", slots]) == 2
     assert "--slots" in capsys.readouterr().err
+
+
+def test_gpu_slots_each_own_their_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    assert _slot_devices("cuda", 2, 2) == ["4,5", "6,7"]
+    assert _slot_devices("cuda", 4, 1) == ["4", "5", "6", "7"]
+    assert _slot_devices("cpu", 3, 1) == [None, None, None]
+    with pytest.raises(OccbenchError, match="--slots 3 x --gpus-per-cell 2 needs 6 GPUs, 4 visible"):
+        _slot_devices("cuda", 3, 2)
+
+
+def test_a_worker_takes_its_slots_devices_before_touching_cuda(monkeypatch):
+    claims = queue.SimpleQueue()
+    claims.put(1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    _claim_slot(claims, ["0,1", "2,3"], threads=8)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"

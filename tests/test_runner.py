@@ -114,3 +114,11 @@ def test_imputation_quality_is_stored_with_the_results_and_tabled(tiny_grid, cap
     assert len(quality["random"]["metrics"]["per_joint"]) == 25
     assert main(["table", "--results", str(tmp_path / "results"), "--layout", "quality"]) == 0
     assert "random" in capsys.readouterr().out
+
+
+def test_a_misspelt_method_setting_fails_before_anything_runs(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
+    assert main([*args, "--cfg-options", "methods.tinyclr.temprature=0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "method tinyclr: unknown setting temprature; it has" in err and "temperature" in err
+    assert not list((tmp_path / "results").glob("*.json"))
