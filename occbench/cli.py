@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--launcher", choices=["local", "slurm"], default="local",
                    help="local: this machine (default); slurm: one submitit job per stage")
-    p.add_argument("--slots", type=int, default=1, help="local: stages run in parallel (e.g. one per GPU)")
+    p.add_argument("--slots", type=int, help="local: stages run in parallel (default: one per GPU; on CPU one per "
+                   "core, at most 4; 1: one after another in this process)")
     p.add_argument("--gpus-per-cell", type=int, default=1,
                    help="processes per pretraining, data parallel through torchrun (one GPU each; gloo on CPU)")
     p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
@@ -282,18 +283,20 @@ def _run(args) -> None:
 def _execute(stages, work, args, host, grid) -> None:
     import torch
 
-    from occbench.launchers import run_local, submit_slurm
+    from occbench.launchers import default_slots, run_local, submit_slurm
     from occbench.report import render
     from occbench.runner import Context, is_done, run_stage
     from occbench.store import records_frame
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.slots < 1:
+    if args.slots is not None and args.slots < 1:
         raise OccbenchError(f"--slots {args.slots}: use 1 or more")
     context = Context(work=work, results=args.results, host=host, device=device, disabled=tuple(args.disable_plugin))
     done = [stage for stage in stages if is_done(stage, context)]
     cells = sum(stage.kind == "evaluate" for stage in stages)
-    print(f"plan: {len(stages)} stages ({cells} result cells), {len(done)} already done; work {work}")
+    slots = args.slots or default_slots([s for s in stages if s not in done], device, args.gpus_per_cell)
+    where = f"{slots} slots" if args.launcher == "local" and slots > 1 else args.launcher
+    print(f"plan: {len(stages)} stages ({cells} result cells), {len(done)} already done; {where}; work {work}")
     if args.dry_run:
         for stage in stages:
             print(f"  {'cached' if stage in done else 'to run':>6}  {stage.kind:<8} {stage.key}  {stage.label}")
@@ -311,7 +314,7 @@ def _execute(stages, work, args, host, grid) -> None:
         for job in jobs.values():  # the debug cluster runs each job when asked for its result
             job.result()
     else:
-        run_local(stages, context, slots=args.slots, gpus_per_cell=args.gpus_per_cell)
+        run_local(stages, context, slots=slots, gpus_per_cell=args.gpus_per_cell)
     frame = records_frame(args.results)
     print(render(frame, "imputers", "markdown", profile=grid.profile, occlusion=grid.occlusion))
     if any(stage.kind == "impute" for stage in stages) and (frame["protocol"] == "imputation").any():

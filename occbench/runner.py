@@ -7,9 +7,11 @@ and a pretraining resumes from its last epoch's checkpoint.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -65,10 +67,32 @@ def _finish(stage: Stage, context: Context, result: dict) -> dict:
 
 
 def run_stage(stage: Stage, context: Context) -> dict:
-    if is_done(stage, context):
-        result = output(stage, context)
-        _copy_records(result, context.results)
-        return result
+    if not is_done(stage, context):
+        with _exclusive(stage, context):
+            if not is_done(stage, context):  # nobody finished it while we waited
+                return _compute(stage, context)
+    result = output(stage, context)
+    _copy_records(result, context.results)
+    return result
+
+
+@contextmanager
+def _exclusive(stage: Stage, context: Context):
+    """Hold the stage's lock file: two processes (two `occbench run`s on one work folder, a worker left
+    over from a killed run) never compute the same stage at once. The kernel drops the lock when its
+    holder dies, even by SIGKILL, so a lock is never stale."""
+    folder = stage.folder(context.work)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for {stage.label}: another process is computing it", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _compute(stage: Stage, context: Context) -> dict:
     cell = asdict(stage.cell) if stage.cell else {"kind": stage.kind, "label": stage.label}
     context.host.hook.occbench_cell_started(cell={**cell, "key": stage.key, "settings": stage.settings})
     started = time.time()

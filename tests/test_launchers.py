@@ -3,12 +3,15 @@
 import json
 import os
 import queue
+import subprocess
+import sys
 
 import pytest
 
 from occbench.cli import main
 from occbench.errors import OccbenchError
-from occbench.launchers import _claim_slot, _slot_devices, submit_slurm
+from occbench.launchers import _claim_slot, _slot_devices, default_slots, submit_slurm
+from occbench.plan import Stage
 from occbench.runner import Context
 from tests.tiny_grid import events
 
@@ -132,3 +135,35 @@ def test_a_worker_takes_its_slots_devices_before_touching_cuda(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     _claim_slot(claims, ["0,1", "2,3"], threads=8)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+
+
+def test_default_slots_follow_the_hardware_and_the_work_to_do(monkeypatch):
+    def plan(pretrainings):
+        return [Stage("data", "data", {})] + [Stage("pretrain", f"p{i}", {"i": i}) for i in range(pretrainings)]
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_slots(plan(15), "cpu") == 2  # one one-thread worker per core
+    assert default_slots(plan(1), "cpu") == 1  # a single chain keeps both threads in one process
+    assert default_slots(plan(0), "cpu") == 1
+    assert default_slots(plan(15), "cpu", gpus_per_cell=2) == 1  # each pretraining is already 2 processes
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert default_slots(plan(15), "cpu") == 4  # each worker holds its own copy of the data
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert default_slots(plan(15), "cuda") == 4 and default_slots(plan(15), "cuda", gpus_per_cell=2) == 2
+
+
+def test_two_runs_on_one_work_folder_compute_each_stage_once(tiny_grid):
+    """A second `occbench run` (or a worker left over from a killed one) waits for a stage being computed
+    instead of computing it again beside it."""
+    tmp_path, site, args = tiny_grid
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "TINY_SLOW": "0.05", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "occbench", *args, "--slots", "1"]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    started = [key for _, key, _ in events(tmp_path, "started")]
+    assert len(started) == len(set(started)) == 5  # every stage computed by one of the two runs only
+    assert "another process is computing it" in "".join(out for out, _ in outputs)
+    assert len(records(tmp_path)) == 2

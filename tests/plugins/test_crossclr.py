@@ -13,11 +13,15 @@ from tests.plugins.stand_ins import TinyEncoder, make_batch, train_on_one_batch
 
 
 class Tiny(CrosSCLR):
+    defaults = {**CrosSCLR.defaults, "tiny_dim": 16}
+
     def build_encoder(self):
         return TinyEncoder(self.settings.get("tiny_dim", 16))
 
 
 class Tiny3s(CrosSCLR3s):
+    defaults = {**CrosSCLR3s.defaults, "tiny_dim": 16}
+
     def build_encoder(self):
         return TinyEncoder(self.settings.get("tiny_dim", 16))
 
