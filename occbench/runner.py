@@ -270,7 +270,8 @@ def _pretrain_rank(stage: Stage, context: Context) -> dict:
         folder.mkdir(parents=True, exist_ok=True)  # zero epochs write no checkpoint (the random-weights baseline)
         torch.save(encoder.state_dict(), folder / "encoder.pth")
     distributed.barrier()
-    return {"encoder": str(folder / "encoder.pth"), "history": history, "world_size": world}
+    return {"encoder": str(folder / "encoder.pth"), "history": history, "world_size": world,
+            "threads": torch.get_num_threads()}
 
 
 def load_stage_encoder(stage: Stage, context: Context) -> torch.nn.Module:
@@ -305,7 +306,9 @@ def _record(stage: Stage, context: Context, result: dict) -> dict:
               "stages": {need.kind: need.key for need in (stage, *stage.needs, *pretrain.needs)}}
     provenance = store.provenance(plugins=plugins, device=context.device,
                                   world_size=pretrain.settings.get("world_size", 1),
-                                  global_batch=pretrain.settings["batch_size"], wall_seconds=result["wall_seconds"])
+                                  global_batch=pretrain.settings["batch_size"], wall_seconds=result["wall_seconds"],
+                                  threads={"pretrain": output(pretrain, context).get("threads"),
+                                           "evaluate": torch.get_num_threads()})
     method = context.host.methods[stage.cell.method]
     cell = {**asdict(stage.cell), "stream": "+".join(stream[0].upper() for stream in method.streams)}
     return store.make_record(cell, result["metrics"], config, provenance)

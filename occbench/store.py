@@ -6,7 +6,7 @@ A record (``"schema": 1``) has four parts::
      "cell":       {"method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile"},
      "metrics":    {"top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs", ...},
      "config":     the whole resolved config (null for published numbers),
-     "provenance": {"source": "occbench" | "paper", "citation", versions, git, device, world_size,
+     "provenance": {"source": "occbench" | "paper", "citation", versions, git, device, threads, world_size,
                     global_batch, wall_seconds, finished, ...}}
 
 An imputation-quality record has ``cell.protocol == "imputation"`` (method and stream null) and the
@@ -99,8 +99,12 @@ def check_record(record: Any) -> None:
 
 def provenance(*, plugins: dict[str, str] | None = None, device: str | None = None, world_size: int = 1,
                global_batch: int | None = None, wall_seconds: float | None = None,
-               source: str = "occbench", citation: str | None = None) -> dict:
-    """Where and with what a result was made: versions, git commit, host, device and finishing time."""
+               source: str = "occbench", citation: str | None = None, threads: dict | None = None) -> dict:
+    """Where and with what a result was made: versions, git commit, host, device and finishing time.
+
+    threads: the CPU threads of each stage; float sums are ordered by thread, so a training run on one
+    thread and on two drifts apart (quick grid: up to a few points of top-1 on one seed).
+    """
     return {
         "source": source,
         "citation": citation,
@@ -111,6 +115,7 @@ def provenance(*, plugins: dict[str, str] | None = None, device: str | None = No
         "git": _git_commit(Path(__file__).resolve().parent),
         "host": socket.gethostname(),
         "device": device,
+        "threads": threads,
         "world_size": world_size,
         "global_batch": global_batch,
         "wall_seconds": wall_seconds,

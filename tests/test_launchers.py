@@ -30,6 +30,8 @@ def test_local_slots_run_ready_stages_in_parallel_worker_processes(tiny_grid, ca
     assert len(finished) == len({key for _, key, _ in finished}) == 5  # each stage once
     pretrain_pids = {pid for kind, _, pid in finished if kind == "pretrain"}
     assert len(pretrain_pids) == 2 and str(os.getpid()) not in pretrain_pids
+    threads = max(1, os.cpu_count() // 2)  # each slot its share of the cores, written beside every number
+    assert [r["provenance"]["threads"]["pretrain"] for r in records(tmp_path)] == [threads, threads]
     monkeypatch.delenv("TINY_RENDEZVOUS")
     assert main([*args, "--slots", "2"]) == 0 and len(events(tmp_path, "started")) == 5  # all cached now
 
