@@ -100,22 +100,27 @@ def _compute(stage: Stage, context: Context) -> dict:
     result["wall_seconds"] = round(time.time() - started, 2)
     # the records first: a stage marked done always has its records
     if stage.kind == "evaluate":
-        record = _record(stage, context, result)
-        result["record"] = str(store.write_record(record, context.results, name=f"{stage.key}.json"))
+        result["records"] = {f"{stage.key}.json": _record(stage, context, result)}
     elif stage.kind == "impute" and result["quality"]:
-        result["records"] = [str(store.write_record(record, context.results, name=f"{stage.key}-{imputer}.json"))
-                             for imputer, record in _quality_records(stage, context, result).items()]
+        result["records"] = {f"{stage.key}-{imputer}.json": record
+                             for imputer, record in _quality_records(stage, context, result).items()}
+    for name, record in result.get("records", {}).items():
+        store.write_record(record, context.results, name=name)
     _finish(stage, context, result)
     context.host.hook.occbench_cell_finished(cell={**cell, "key": stage.key}, result=result)
     return result
 
 
 def _copy_records(result: dict, results: Path) -> None:
-    """A cached stage's records into this run's results folder, when it was computed for another one."""
-    for written in filter(None, [result.get("record"), *result.get("records", [])]):
-        source = Path(written)
-        if source.is_file() and not (Path(results) / source.name).is_file():
-            store.write_record(json.loads(source.read_text()), results, name=source.name)
+    """A cached stage's records into this run's results folder: the stage keeps its own copy, so they
+    reach any folder, wherever (and from whichever working directory) the stage was first computed."""
+    records = result.get("records", {})
+    if not isinstance(records, dict):  # stages finished before the copy was kept: paths to the records
+        paths = [Path(p) for p in filter(None, [result.get("record"), *records])]
+        records = {p.name: json.loads(p.read_text()) for p in paths if p.is_file()}
+    for name, record in records.items():
+        if not (Path(results) / name).is_file():
+            store.write_record(record, results, name=name)
 
 
 # --- data -----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,3 +123,19 @@ def test_a_misspelt_method_setting_fails_before_anything_runs(tiny_grid, capsys)
     err = capsys.readouterr().err
     assert "method tinyclr: unknown setting temprature; it has" in err and "temperature" in err
     assert not list((tmp_path / "results").glob("*.json"))
+
+
+def test_cached_records_reach_a_new_results_folder_from_anywhere(tiny_grid, monkeypatch):
+    """The default --results is relative (results/runs): a cached stage must hand its records over from
+    its own copy, whatever the working directory, even when the first results folder is gone."""
+    tmp_path, _, args = tiny_grid
+    args[args.index("--results") + 1] = "runs"
+    (tmp_path / "first").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    assert main(args) == 0 and len(list((tmp_path / "first" / "runs").glob("*.json"))) == 2
+    shutil.rmtree(tmp_path / "first")
+    (tmp_path / "second").mkdir()
+    monkeypatch.chdir(tmp_path / "second")
+    started = len(events(tmp_path, "started"))
+    assert main(args) == 0 and len(events(tmp_path, "started")) == started  # nothing computed again
+    assert len(list((tmp_path / "second" / "runs").glob("*.json"))) == 2
