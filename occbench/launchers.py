@@ -49,16 +49,15 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
         claims.put(slot)
     devices = _slot_devices(context.device, slots, gpus_per_cell)
     threads = max(1, (os.cpu_count() or 1) // slots)
-    worker = context  # pickled without its plugin host: each worker loads its own
     failures: list[BaseException] = []
     with ProcessPoolExecutor(slots, mp_context=spawn, initializer=_claim_slot,
-                             initargs=(claims, devices, threads)) as pool:
+                             initargs=(claims, devices, threads, os.getpid())) as pool:
         running: dict = {}
         while todo or running:
             ready = [s for s in todo if all(is_done(need, context) for need in s.needs)] if not failures else []
             for stage in ready:
                 todo.remove(stage)
-                running[pool.submit(run_stage, stage, worker)] = stage
+                running[pool.submit(run_stage, stage, context)] = stage  # each worker reloads the plugins
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -110,8 +109,8 @@ def _slot_devices(device: str, slots: int, gpus_per_cell: int) -> list[str | Non
     return [",".join(gpus[i * gpus_per_cell:(i + 1) * gpus_per_cell]) for i in range(slots)]
 
 
-def _claim_slot(claims, devices: list[str | None], threads: int) -> None:
-    _die_with_parent()
+def _claim_slot(claims, devices: list[str | None], threads: int, parent: int) -> None:
+    _die_with_parent(parent)
     slot = claims.get()
     # Each slot draws its stage's progress bars on its own terminal line, below the grid's bar (line 0);
     # the bars are made in several modules, so the default goes onto tqdm itself.
@@ -150,8 +149,11 @@ def submit_slurm(stages: list[Stage], context: Context, folder: Path, options: d
     return jobs
 
 
-def _die_with_parent() -> None:
-    """Without this a worker outlives a SIGKILLed `occbench run` and finishes its stage on its own, while
-    the re-run waits for that stage's lock (Linux; elsewhere the lock alone keeps the stage single)."""
+def _die_with_parent(parent: int) -> None:
+    """Without this a worker outlives a SIGKILLed `occbench run`: it finishes its stage on its own while
+    the re-run waits for that stage's lock, or, started but not yet given a slot, waits for one forever
+    (Linux; elsewhere the lock alone keeps the stage single)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above: nobody will ever hand out a slot
+        os._exit(1)

@@ -1,8 +1,9 @@
 """Runs the stages of a plan: each stage once, resumably, its output recorded in its own folder.
 
 A stage is done when its folder holds `done.json` (written atomically, last); evaluation stages also
-write their result record into the results folder. Killed at any moment, a re-run skips what is done,
-and a pretraining resumes from its last epoch's checkpoint.
+write their result record into the results folder and keep a copy in `done.json`. A stage is computed
+under a lock on its folder, so concurrent runs sharing a work folder compute it once. Killed at any
+moment, a re-run skips what is done, and a pretraining resumes from its last epoch's checkpoint.
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ def test_a_worker_takes_its_slots_devices_before_touching_cuda(monkeypatch):
     claims = queue.SimpleQueue()
     claims.put(1)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
-    _claim_slot(claims, ["0,1", "2,3"], threads=8)
+    _claim_slot(claims, ["0,1", "2,3"], threads=8, parent=os.getppid())
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
 
 

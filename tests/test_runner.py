@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from occbench.cli import main
 from tests.tiny_grid import events
@@ -57,6 +58,19 @@ def test_unknown_names_are_one_line_errors(tiny_grid, capsys):
     assert "needs its prepared folder: pass --data ntu60=DIR" in capsys.readouterr().err
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc; empty elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_sigkill_then_rerun_completes_each_cell_once(tiny_grid):
     tmp_path, site, args = tiny_grid
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "TINY_SLOW": "0.05",
@@ -66,8 +80,13 @@ def test_sigkill_then_rerun_completes_each_cell_once(tiny_grid):
     deadline = time.time() + 180
     while time.time() < deadline and not any(kind == "pretrain" for kind, *_ in events(tmp_path, "finished")):
         time.sleep(0.05)
+    workers = children(first.pid)
     first.send_signal(signal.SIGKILL)
     first.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "worker processes outlived the kill"
     lines_at_kill = len((tmp_path / "log.txt").read_text().splitlines())
     finished_before = {key for _, key, _ in events(tmp_path, "finished")}
     assert finished_before and len(finished_before) < 5, "the kill did not land mid-grid"
