@@ -81,8 +81,8 @@ def default_slots(todo: list[Stage], device: str, gpus_per_cell: int = 1) -> int
     core, at most 4 (each worker holds its own copy of the data); never more than there are
     pretrainings to run, so that a single chain of stages keeps every thread.
 
-    On 2 cores two one-thread workers ran the quick grid 1.7x faster than one two-thread process
-    (6 min 7 s against 10 min 26 s): one thread per matrix product wastes less time synchronising.
+    On 2 cores two one-thread workers ran the quick grid 1.18x faster than one two-thread process
+    (336 s against 396 s in one benchmark run, benchmarks/test_quick_grid.py).
     """
     if device.startswith("cuda"):
         width = len(_visible_gpus()) // gpus_per_cell
