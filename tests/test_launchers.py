@@ -13,7 +13,7 @@ from occbench.errors import OccbenchError
 from occbench.launchers import _claim_slot, _slot_devices, default_slots, submit_slurm
 from occbench.plan import Stage
 from occbench.runner import Context
-from tests.tiny_grid import events
+from tests.tiny_grid import cli_env, events
 
 
 def records(tmp_path):
@@ -158,8 +158,7 @@ def test_two_runs_on_one_work_folder_compute_each_stage_once(tiny_grid):
     """A second `occbench run` (or a worker left over from a killed one) waits for a stage being computed
     instead of computing it again beside it."""
     tmp_path, site, args = tiny_grid
-    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "TINY_SLOW": "0.05", "OMP_NUM_THREADS": "1"}
+    env = cli_env(site)
     command = [sys.executable, "-m", "occbench", *args, "--slots", "1"]
     runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]

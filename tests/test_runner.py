@@ -1,7 +1,6 @@
 """The runner end to end, with a tiny third-party method plugin on a tiny embedded dataset."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import time
 from pathlib import Path
 
 from occbench.cli import main
-from tests.tiny_grid import events
+from tests.tiny_grid import cli_env, events
 
 
 def test_a_third_party_method_runs_through_the_grid(tiny_grid, capsys):
@@ -73,8 +72,7 @@ def children(pid: int) -> list[int]:
 
 def test_sigkill_then_rerun_completes_each_cell_once(tiny_grid):
     tmp_path, site, args = tiny_grid
-    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "TINY_SLOW": "0.05",
-           "OMP_NUM_THREADS": "1"}
+    env = cli_env(site)
     command = [sys.executable, "-m", "occbench", *args]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180

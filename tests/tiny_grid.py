@@ -1,5 +1,7 @@
 """A tiny third-party method plugin and a tiny embedded grid, for the runner and launcher tests."""
 
+import os
+
 import pytest
 import yaml
 
@@ -98,3 +100,10 @@ def events(tmp_path, event):
     log = tmp_path / "log.txt"
     """[kind, key, pid] of each logged event."""
     return [line.split()[1:] for line in log.read_text().splitlines() if line.startswith(event)] if log.exists() else []
+
+
+def cli_env(site) -> dict:
+    """The environment of an `occbench` subprocess that finds the tiny plugin, its stages slowed down
+    so that a test can act mid-grid, one thread each."""
+    return {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "TINY_SLOW": "0.05", "OMP_NUM_THREADS": "1"}
