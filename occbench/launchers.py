@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from functools import partialmethod
 from pathlib import Path
@@ -65,6 +66,11 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
                 stage = running.pop(future)
                 try:
                     result = future.result()
+                except BrokenProcessPool:
+                    failures.append(OccbenchError(
+                        f"{stage.label}: a worker process died (killed, or out of memory?); finished stages "
+                        f"are kept: re-run to continue, with --slots 1 if memory is short"))
+                    continue
                 except BaseException as err:  # let the other slots finish what they started, then report
                     failures.append(err)
                     continue

@@ -168,3 +168,17 @@ def test_two_runs_on_one_work_folder_compute_each_stage_once(tiny_grid):
     assert len(started) == len(set(started)) == 5  # every stage computed by one of the two runs only
     assert "another process is computing it" in "".join(out for out, _ in outputs)
     assert len(records(tmp_path)) == 2
+
+
+def test_a_worker_that_dies_is_a_one_line_error_and_the_rerun_continues(tiny_grid, capsys, monkeypatch):
+    tmp_path, _, args = tiny_grid
+    monkeypatch.setenv("TINY_DIE", "1")  # each pretraining's worker is SIGKILLed, as by the OOM killer
+    assert main([*args, "--slots", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "worker process died" in err and "re-run" in err
+    assert not records(tmp_path)  # no half-written result
+    monkeypatch.delenv("TINY_DIE")
+    assert main([*args, "--slots", "2"]) == 0
+    started = [kind for kind, _, _ in events(tmp_path, "started")]
+    assert started.count("data") == 1  # the data stage finished before the deaths and is kept
+    assert len(records(tmp_path)) == 2

@@ -45,6 +45,9 @@ TINY = """
                     if time.time() > deadline:
                         raise RuntimeError("no second pretraining ran at the same time")
                     time.sleep(0.05)
+            if os.environ.get("TINY_DIE"):  # as a worker killed for memory
+                import signal
+                os.kill(os.getpid(), signal.SIGKILL)
             if os.environ.get("TINY_SLOW"):
                 import time
                 time.sleep(float(os.environ["TINY_SLOW"]))
@@ -97,8 +100,8 @@ def tiny_grid(tmp_path, monkeypatch, third_party):
 
 
 def events(tmp_path, event):
-    log = tmp_path / "log.txt"
     """[kind, key, pid] of each logged event."""
+    log = tmp_path / "log.txt"
     return [line.split()[1:] for line in log.read_text().splitlines() if line.startswith(event)] if log.exists() else []
 
 
