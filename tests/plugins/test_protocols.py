@@ -5,7 +5,8 @@ from torch import nn
 
 from occbench.data.batches import DeviceData, EvalData
 from occbench.data.dataset import Part
-from occbench_plugins.protocols import finetune, knn, linear, per_class_subset, semi, topk_accuracy
+from occbench.errors import OccbenchError
+from occbench_plugins.protocols import finetune, frozen, knn, linear, per_class_subset, semi, topk_accuracy
 
 SETTINGS = {"epochs": 12, "batch_size": 16, "optimizer": {"type": "Adam", "lr": 0.02}, "schedule": {"type": "cosine"},
             "eval_every": 3}
@@ -46,6 +47,22 @@ def test_linear_keeps_the_encoder_frozen_and_learns(data):
     assert metrics["top1"] > 80 and metrics["top5"] == 100.0
     assert metrics["epochs"] == 12 and metrics["best_epoch"] in {2, 5, 8, 11}
     assert metrics["top1"] >= metrics["top1_last"]
+
+
+def test_recompute_takes_the_batch_norm_statistics_of_the_training_data_on_a_copy(data):
+    encoder = TinyEncoder()
+    encoder.bn.running_mean.fill_(50.0)  # as after pretraining on views unlike the data
+    encoder.bn.running_var.fill_(1e-3)
+    recomputed = frozen(encoder, data, {"batch_norm": "recompute"})
+    x = data.train.x.flatten(1)
+    assert torch.allclose(recomputed.bn.running_mean, x.mean(0), atol=1e-5)
+    assert torch.allclose(recomputed.bn.running_var, x.var(0), atol=1e-4)
+    assert not recomputed.training and torch.equal(recomputed.fc.weight, encoder.fc.weight)
+    assert (encoder.bn.running_mean == 50.0).all()  # the caller's encoder keeps its statistics
+    assert frozen(encoder, data, {}) is encoder and (encoder.bn.running_var == 1e-3).all()  # published default
+    assert linear(encoder, data, {**SETTINGS, "batch_norm": "recompute"})["top1"] > 80
+    with pytest.raises(OccbenchError, match="batch_norm='data'.*recompute"):
+        knn(encoder, data, {"batch_norm": "data"})
 
 
 def test_finetune_trains_a_copy_of_the_encoder(data):
