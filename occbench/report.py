@@ -146,7 +146,10 @@ def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare:
     ours = [row for row in rows if row.get("source") != "paper"]
     if compare and not paper:
         raise OccbenchError("--compare paper: no published records among the results (they are in results/paper/)")
-    # With nothing of ours, the published numbers are the table; otherwise they only appear beside ours.
+    # With nothing of ours that the filters keep, the published numbers are the table (e.g. `--dataset
+    # ntu60` after a run on the embedded dataset); otherwise they only appear beside ours.
+    if paper and not _any_match(ours, filters) and _any_match(paper, filters):
+        ours = []
     tables = build_tables(ours or paper, paper, layout, filters, compare=bool(compare and ours),
                           published_only=not ours)
     return FORMATTERS[fmt](tables)
@@ -206,6 +209,12 @@ def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict
             table.citations = _citations(keys, published) if published_only or compare else []
             tables.append(table)
     return tables
+
+
+def _any_match(rows: list[dict], filters: dict) -> bool:
+    """Whether some row passes every filter but the imputer (which `build_tables` applies to cells)."""
+    return any(all(str(row.get(name)) == str(value) for name, value in filters.items() if name != "imputer")
+               for row in rows)
 
 
 def _filtered(rows: list[dict], filters: dict) -> list[dict]:

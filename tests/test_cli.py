@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from occbench.cli import main
+from occbench.store import PAPER_RECORDS, make_record, write_record
 from tests.conftest import write_sample
 
 
@@ -76,6 +77,18 @@ def test_plugins_lists_the_builtin_protocols(capsys):
     assert code == 0 and "linear" not in out
 
 
-def test_table_of_the_published_numbers(capsys):
-    code, out, _ = run(capsys, "table", "--layout", "summary", "--dataset", "ntu60", "--occlusion", "realistic")
+@pytest.mark.parametrize("ours", [False, True])
+def test_table_of_the_published_numbers(capsys, tmp_path, ours):
+    """With no results of ours for a dataset, even after a run on another one (README: `occbench run`
+    first), `occbench table --dataset ntu60` shows the paper's numbers."""
+    results = tmp_path / "results"  # as in a clone: the published tables, and a run's records or none
+    shutil.copytree(PAPER_RECORDS, results / "paper")
+    if ours:
+        cell = dict(method="pstl", stream="J", imputer="none", dataset="synthetic", split="xsub",
+                    occlusion="realistic", protocol="linear", seed=0, profile="quick")
+        write_record(make_record(cell, {"top1": 46.53}, {}, {}), results / "runs")
+    code, out, _ = run(capsys, "table", "--results", str(results), "--layout", "summary", "--dataset", "ntu60",
+                       "--occlusion", "realistic")
     assert code == 0 and "IosPSTL" in out and "67.11" in out and "71.39" in out
+    code, _, err = run(capsys, "table", "--results", str(results), "--dataset", "ntu99")
+    assert code == 2 and "ntu99" in err
