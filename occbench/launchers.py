@@ -84,8 +84,9 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
 
 def default_slots(todo: list[Stage], device: str, gpus_per_cell: int = 1) -> int:
     """How many slots `local` uses unless told: one per GPU (or per gpus_per_cell GPUs); on CPU one per
-    core, at most 4 (each worker holds its own copy of the data); never more than there are
-    pretrainings to run, so that a single chain of stages keeps every thread.
+    core, at most 4 (each worker holds its own copy of the data); never more than the stages that can
+    run side by side (the pretrainings, and the evaluations of pretrainings already done), so that a
+    single chain of stages keeps every thread.
 
     On 2 cores two one-thread workers ran the quick grid 1.18x faster than one two-thread process
     (336 s against 396 s in one benchmark run, benchmarks/test_quick_grid.py).
@@ -96,7 +97,11 @@ def default_slots(todo: list[Stage], device: str, gpus_per_cell: int = 1) -> int
         width = 1
     else:
         width = min(os.cpu_count() or 1, 4)
-    return max(1, min(width, sum(stage.kind == "pretrain" for stage in todo)))
+    waiting = {stage.key for stage in todo}
+    side_by_side = sum(stage.kind == "pretrain" or (stage.kind == "evaluate" and
+                                                     not any(need.key in waiting for need in stage.needs))
+                       for stage in todo)
+    return max(1, min(width, side_by_side))
 
 
 def _visible_gpus() -> list[str]:

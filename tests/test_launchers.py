@@ -148,6 +148,12 @@ def test_default_slots_follow_the_hardware_and_the_work_to_do(monkeypatch):
     assert default_slots(plan(1), "cpu") == 1  # a single chain keeps both threads in one process
     assert default_slots(plan(0), "cpu") == 1
     assert default_slots(plan(15), "cpu", gpus_per_cell=2) == 1  # each pretraining is already 2 processes
+    cached = Stage("pretrain", "cached", {})  # done: not in the plan's to-do list
+    finetunes = [Stage("evaluate", f"e{i}", {"i": i}, (cached,)) for i in range(10)]
+    assert default_slots(finetunes, "cpu") == 2  # evaluations of finished pretrainings run side by side
+    chain = [Stage("pretrain", "p", {})]
+    chain += [Stage("evaluate", f"e{i}", {"i": i}, (chain[0],)) for i in range(3)]
+    assert default_slots(chain, "cpu") == 1  # they wait for the one pretraining: one slot, two threads
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert default_slots(plan(15), "cpu") == 4  # each worker holds its own copy of the data
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
