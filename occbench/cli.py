@@ -316,7 +316,8 @@ def _execute(stages, work, args, host, grid) -> None:
     else:
         run_local(stages, context, slots=slots, gpus_per_cell=args.gpus_per_cell)
     frame = records_frame(args.results)
-    print(render(frame, "imputers", "markdown", profile=grid.profile, occlusion=grid.occlusion))
+    print("\n\n".join(render(frame, "imputers", "markdown", profile=grid.profile, occlusion=grid.occlusion,
+                              protocol=protocol) for protocol in grid.protocols))
     if any(stage.kind == "impute" for stage in stages) and (frame["protocol"] == "imputation").any():
         print("\n" + render(frame, "quality", "markdown", profile=grid.profile, occlusion=grid.occlusion))
 

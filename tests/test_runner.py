@@ -156,3 +156,12 @@ def test_cached_records_reach_a_new_results_folder_from_anywhere(tiny_grid, monk
     started = len(events(tmp_path, "started"))
     assert main(args) == 0 and len(events(tmp_path, "started")) == started  # nothing computed again
     assert len(list((tmp_path / "second" / "runs").glob("*.json"))) == 2
+
+
+def test_the_run_ends_with_a_table_per_protocol(tiny_grid, capsys):
+    _, _, args = tiny_grid
+    args.insert(args.index("--cfg-options"), "--protocols")
+    args.insert(args.index("--cfg-options"), "linear,knn")
+    assert main(args) == 0
+    tables = [line for line in capsys.readouterr().out.splitlines() if line.startswith("**Top-1")]
+    assert len(tables) == 2 and "linear evaluation" in tables[0] and "· knn ·" in tables[1]
