@@ -179,7 +179,7 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
                 for method in grid.methods:
                     pretrain = pretrain_stage(method, source, data, split, seed)
                     for protocol in grid.protocols:
-                        settings = {"protocol": protocol, "settings": protocol_settings(profile, catalogue,
+                        settings = {"protocol": protocol, "settings": protocol_settings(profile, catalogue, host,
                                                                                         method, protocol),
                                     "split": split, "seed": seed}
                         cell = Cell(method, imputer, dataset, split, grid.occlusion, protocol, seed, grid.profile)
@@ -188,9 +188,15 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
     return list(stages.values())  # insertion order: every stage is added after the stages it needs
 
 
-def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol: str) -> dict:
+def protocol_settings(profile: dict, catalogue: Catalogue, host, method: str, protocol: str) -> dict:
     settings = profile.get("protocols", {}).get(protocol, {})
+    where = f"protocols.{protocol}"
     if protocol == "linear":
         variant = catalogue.methods.get(method, {}).get("linear", "torchlight")
-        settings = {**settings[variant], "variant": variant}
+        settings, where = {**settings[variant], "variant": variant}, f"{where}.{variant}"
+    known = getattr(host.protocols[protocol], "settings", None)
+    unknown = sorted(set(settings) - set(known)) if known is not None else []
+    if unknown:  # a typo would otherwise change nothing, silently
+        raise OccbenchError(f"{where}: unknown setting {', '.join(unknown)}; the protocol has "
+                            f"{', '.join(sorted(known))}")
     return dict(settings)

@@ -155,6 +155,14 @@ def knn(encoder: nn.Module, data: EvalData, settings: dict) -> dict:
     return {"top1": top1, "top5": top5, "top1_last": top1, "top5_last": top5, "best_epoch": 0, "epochs": 0}
 
 
+# The settings each protocol reads (checked when a grid is planned: see hookspecs).
+TRAINING = {"epochs", "batch_size", "optimizer", "schedule", "eval_every"}
+linear.settings = TRAINING | {"batch_norm", "variant"}
+finetune.settings = TRAINING
+semi.settings = TRAINING | {"label_fraction"}
+knn.settings = {"k", "temperature", "batch_norm"}
+
+
 @hookimpl
 def occbench_register_protocols(registry):
     registry.add("linear", linear)

@@ -142,6 +142,15 @@ def test_a_misspelt_method_setting_fails_before_anything_runs(tiny_grid, capsys)
     assert not list((tmp_path / "results").glob("*.json"))
 
 
+def test_a_misspelt_protocol_setting_fails_before_anything_runs(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
+    assert main([*args, "protocols.linear.torchlight.batchnorm=recompute"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("occbench: error: protocols.linear.torchlight: unknown setting batchnorm;")
+    assert "batch_norm" in err and len(err.splitlines()) == 1
+    assert not events(tmp_path, "started")  # not even the data stage
+
+
 def test_cached_records_reach_a_new_results_folder_from_anywhere(tiny_grid, monkeypatch):
     """The default --results is relative (results/runs): a cached stage must hand its records over from
     its own copy, whatever the working directory, even when the first results folder is gone."""
