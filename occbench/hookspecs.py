@@ -39,7 +39,8 @@ def occbench_register_imputers(registry) -> None:
 def occbench_register_protocols(registry) -> None:
     """Add evaluation protocols: ``registry.add("name", fn)`` where ``fn(encoder, data, settings)``
     returns a metrics dict (top-1, top-5, best and last epoch). If ``fn.settings`` is a set of names,
-    a profile setting outside it is an error when the grid is planned, before anything runs."""
+    a profile setting outside it is an error when the grid is planned, before anything runs; so is a
+    value outside ``fn.choices[name]`` (a dict of name -> allowed values), if the protocol has one."""
 
 
 @hookspec

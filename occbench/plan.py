@@ -199,4 +199,7 @@ def protocol_settings(profile: dict, catalogue: Catalogue, host, method: str, pr
     if unknown:  # a typo would otherwise change nothing, silently
         raise OccbenchError(f"{where}: unknown setting {', '.join(unknown)}; the protocol has "
                             f"{', '.join(sorted(known))}")
+    for name, allowed in getattr(host.protocols[protocol], "choices", {}).items():
+        if name in settings and settings[name] not in allowed:
+            raise OccbenchError(f"{where}.{name}={settings[name]!r}: use {' or '.join(allowed)}")
     return dict(settings)

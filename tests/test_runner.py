@@ -151,6 +151,14 @@ def test_a_misspelt_protocol_setting_fails_before_anything_runs(tiny_grid, capsy
     assert not events(tmp_path, "started")  # not even the data stage
 
 
+def test_a_protocol_setting_with_an_unknown_value_fails_before_anything_runs(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
+    assert main([*args, "protocols.linear.torchlight.features=normalised"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("occbench: error: protocols.linear.torchlight.features='normalised': use raw or standardized")
+    assert not events(tmp_path, "started")
+
+
 def test_cached_records_reach_a_new_results_folder_from_anywhere(tiny_grid, monkeypatch):
     """The default --results is relative (results/runs): a cached stage must hand its records over from
     its own copy, whatever the working directory, even when the first results folder is gone."""

@@ -65,6 +65,38 @@ def test_recompute_takes_the_batch_norm_statistics_of_the_training_data_on_a_cop
         knn(encoder, data, {"batch_norm": "data"})
 
 
+class Rescaled(nn.Module):
+    """`encoder` with each feature dimension scaled and shifted differently."""
+
+    def __init__(self, encoder, scale, shift):
+        super().__init__()
+        self.encoder, self.feature_dim = encoder, encoder.feature_dim
+        self.register_buffer("scale", scale)
+        self.register_buffer("shift", shift)
+
+    def forward(self, x):
+        return self.encoder(x) * self.scale + self.shift
+
+
+def test_standardized_features_make_the_probe_blind_to_the_scale_of_each_feature(data):
+    torch.manual_seed(1)
+    encoder = TinyEncoder().eval()
+    rescaled = Rescaled(encoder, torch.logspace(-3, 3, 8), torch.linspace(-500, 500, 8))
+    sgd = {**SETTINGS, "optimizer": {"type": "SGD", "lr": 3.0, "momentum": 0.9}, "schedule": {}}
+
+    def top1(model, settings):
+        data.generator.manual_seed(0)
+        return linear(model, data, settings)["top1"]
+
+    assert top1(encoder, {**sgd, "features": "raw"}) > 95
+    assert top1(rescaled, {**sgd, "features": "raw"}) < 60  # lr 3.0 on features of scale 1e-3 to 1e3
+    assert top1(rescaled, {**sgd, "features": "standardized"}) > 90
+    adam = {**SETTINGS, "features": "standardized"}
+    assert top1(rescaled, adam) == pytest.approx(top1(encoder, adam), abs=2.1)  # one clip of 48
+    with pytest.raises(OccbenchError, match="features='white'.*standardized"):
+        linear(encoder, data, {**SETTINGS, "features": "white"})
+
+
 def test_finetune_trains_a_copy_of_the_encoder(data):
     encoder = TinyEncoder()
     before = encoder.fc.weight.clone()
