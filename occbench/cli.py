@@ -316,10 +316,16 @@ def _execute(stages, work, args, host, grid) -> None:
     else:
         run_local(stages, context, slots=slots, gpus_per_cell=args.gpus_per_cell)
     frame = records_frame(args.results)
-    print("\n\n".join(render(frame, "imputers", "markdown", profile=grid.profile, occlusion=grid.occlusion,
-                              protocol=protocol) for protocol in grid.protocols))
-    if any(stage.kind == "impute" for stage in stages) and (frame["protocol"] == "imputation").any():
-        print("\n" + render(frame, "quality", "markdown", profile=grid.profile, occlusion=grid.occlusion))
+
+    def profiles(kind: str) -> list[str]:  # the profile, or it with --cfg-options where they changed a cell
+        present = set(frame["profile"])  # records cached before cells named their overrides say the profile
+        return [p for p in dict.fromkeys(stage.cell.profile for stage in stages if stage.kind == kind) if p in present]
+
+    print("\n\n".join(render(frame, "imputers", "markdown", profile=profile, occlusion=grid.occlusion,
+                              protocol=protocol) for profile in profiles("evaluate") for protocol in grid.protocols))
+    if (frame["protocol"] == "imputation").any():
+        for profile in profiles("impute"):
+            print("\n" + render(frame, "quality", "markdown", profile=profile, occlusion=grid.occlusion))
 
 
 def _impute(args) -> None:

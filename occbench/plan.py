@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -185,7 +185,25 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
                         cell = Cell(method, imputer, dataset, split, grid.occlusion, protocol, seed, grid.profile)
                         add(Stage("evaluate", f"evaluate {protocol} {method} {imputer} {dataset}/{split} "
                                   f"seed{seed}", settings, (pretrain, source), cell))
-    return list(stages.values())  # insertion order: every stage is added after the stages it needs
+    planned = list(stages.values())  # insertion order: every stage is added after the stages it needs
+    if grid.overrides:
+        _mark_overridden(planned, grid, catalogue, host, sources)
+    return planned
+
+
+def _mark_overridden(stages: list[Stage], grid: Grid, catalogue: Catalogue, host, sources: dict) -> None:
+    """A cell whose stage the overrides changed names them in its profile, `quick (pretrain.epochs=0)`,
+    so that no table mixes it with the named profile's own results; a cell they leave unchanged (same
+    key as without them) keeps the profile's name, as its record is the same file either way."""
+    try:
+        plain = {stage.label: stage.key for stage in build_stages(replace(grid, overrides=[]), catalogue, host,
+                                                                  sources)}
+    except OccbenchError:  # only valid with the overrides: every cell is theirs
+        plain = {}
+    profile = f"{grid.profile} ({', '.join(grid.overrides)})"
+    for stage in stages:
+        if stage.cell is not None and plain.get(stage.label) != stage.key:
+            stage.cell = replace(stage.cell, profile=profile)
 
 
 def protocol_settings(profile: dict, catalogue: Catalogue, host, method: str, protocol: str) -> dict:

@@ -182,3 +182,32 @@ def test_the_run_ends_with_a_table_per_protocol(tiny_grid, capsys):
     assert main(args) == 0
     tables = [line for line in capsys.readouterr().out.splitlines() if line.startswith("**Top-1")]
     assert len(tables) == 2 and "linear evaluation" in tables[0] and "· knn ·" in tables[1]
+
+
+def test_cells_that_cfg_options_change_name_them_and_stay_apart_in_tables(tiny_grid, capsys):
+    from occbench.catalogue import load_catalogue
+    from occbench.plan import build_stages, resolve_grid
+    from occbench.plugins import load_plugins
+    from tests.tiny_grid import OVERRIDES
+
+    tmp_path, _, args = tiny_grid
+    assert main(args) == 0
+    label = f"quick ({', '.join(OVERRIDES)})"
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    assert {r["cell"]["profile"] for r in records} == {label}
+    assert f"profile {label}" in capsys.readouterr().out
+    # random weights into the same results folder: their own table, not the latest row of the trained one
+    assert main([*args, "pretrain.epochs=0"]) == 0
+    out = capsys.readouterr().out
+    assert f"profile quick ({', '.join(OVERRIDES)}, pretrain.epochs=0)" in out and f"profile {label}**" not in out
+    assert main(["table", "--results", str(tmp_path / "results")]) == 0
+    assert capsys.readouterr().out.count("**Top-1") == 2
+
+    # only the cells an override changes say so: PSTL has its own learning rate in the quick profile
+    catalogue, host = load_catalogue(), load_plugins()
+    grid = resolve_grid(catalogue, host, methods=["skeletonclr", "pstl"], imputers=["none"],
+                        overrides=["pretrain.optimizer.lr=0.2"])
+    profiles = {s.cell.method: s.cell.profile for s in build_stages(grid, catalogue, host, {}) if s.kind == "evaluate"}
+    assert profiles == {"skeletonclr": "quick (pretrain.optimizer.lr=0.2)", "pstl": "quick"}
+    grid.overrides = ["pretrain.optimizer.lr=0.1"]  # the quick profile's own value: nothing changes
+    assert {s.cell.profile for s in build_stages(grid, catalogue, host, {}) if s.cell} == {"quick"}
