@@ -270,8 +270,7 @@ def _pretrain_rank(stage: Stage, context: Context) -> dict:
     )
     encoder = method.feature_encoder()
     if s["pretrain"]["epochs"] == 0:  # the random-weights baseline: BatchNorm statistics from the data
-        calibrate_batch_norm(encoder, (batch.x for batch in train.batches(s["batch_size"], shuffle=False,
-                                                                            drop_last=False)))
+        calibrate_batch_norm(encoder, train.inputs(s["batch_size"]))
     if rank == 0:
         folder.mkdir(parents=True, exist_ok=True)  # zero epochs write no checkpoint (the random-weights baseline)
         torch.save(encoder.state_dict(), folder / "encoder.pth")

@@ -55,7 +55,7 @@ def topk_accuracy(logits: torch.Tensor, label: torch.Tensor, k: int) -> float:
 @torch.no_grad()
 def predict(model: nn.Module, data: DeviceData, batch_size: int = 256) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(batch.x) for batch in data.batches(batch_size, shuffle=False, drop_last=False)])
+    return torch.cat([model(x) for x in data.inputs(batch_size)])
 
 
 def summarise(history: list[dict]) -> dict:
@@ -104,8 +104,7 @@ def frozen(encoder: nn.Module, data: EvalData, settings: dict) -> nn.Module:
     """The encoder in eval mode with the BatchNorm statistics `settings["batch_norm"]` asks for."""
     if _choice(settings, "batch_norm") == "recompute":
         encoder = copy.deepcopy(encoder)
-        calibrate_batch_norm(encoder, (batch.x for batch in data.train.batches(256, shuffle=False,
-                                                                               drop_last=False)))
+        calibrate_batch_norm(encoder, data.train.inputs())
     return encoder.eval()
 
 
@@ -174,12 +173,12 @@ def knn(encoder: nn.Module, data: EvalData, settings: dict) -> dict:
 
 # The settings each protocol reads (checked when a grid is planned: see hookspecs).
 TRAINING = {"epochs", "batch_size", "optimizer", "schedule", "eval_every"}
-linear.settings = TRAINING | {"batch_norm", "features", "variant"}
-finetune.settings = TRAINING
-semi.settings = TRAINING | {"label_fraction"}
-knn.settings = {"k", "temperature", "batch_norm"}
 linear.choices = {name: CHOICES[name] for name in ("batch_norm", "features")}
 knn.choices = {"batch_norm": CHOICES["batch_norm"]}
+linear.settings = TRAINING | {"variant"} | set(linear.choices)
+finetune.settings = TRAINING
+semi.settings = TRAINING | {"label_fraction"}
+knn.settings = {"k", "temperature"} | set(knn.choices)
 
 
 @hookimpl

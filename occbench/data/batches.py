@@ -68,6 +68,10 @@ class DeviceData:
         for start in range(0, stop, batch_size):
             yield self.batch(pool[start : start + batch_size])
 
+    def inputs(self, batch_size: int = 256):
+        """Every sample's input, in order, `batch_size` at a time (feature extraction, BatchNorm statistics)."""
+        return (batch.x for batch in self.batches(batch_size, shuffle=False, drop_last=False))
+
 
 def occluded_joints(part: Part) -> np.ndarray:
     """(N, 25) flags: the joint is occluded in at least one frame of a present body."""
