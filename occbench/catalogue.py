@@ -1,4 +1,5 @@
-"""registry.yaml: the benchmark catalogue. Loaded, validated, and resolved into mmengine Configs.
+"""The benchmark catalogue (occbench/registry.yaml, or a copy given with --registry): loaded, validated,
+and resolved into mmengine Configs.
 
 Validation is strict on purpose: a typo in a key would otherwise silently fall back to a default and
 produce a number that is not what its record says.
@@ -13,9 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from occbench import paths
 from occbench.errors import OccbenchError
-
-DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "registry.yaml"
 
 # section: (required fields, optional fields) of each entry
 ENTRY_FIELDS = {
@@ -66,7 +66,7 @@ class Catalogue:
 
 
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
-    path = Path(path) if path else DEFAULT_REGISTRY
+    path = Path(path).expanduser() if path else paths.CATALOGUE
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as err:

@@ -6,8 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from occbench import __version__
+from occbench import __version__, paths
 from occbench.errors import OccbenchError
+
+WHERE = f"""where things go (the same for every command):
+  results       {paths.DEFAULT_RESULTS}/ in the current folder (--results); `occbench table` reads it
+  stage cache   $OCCBENCH_HOME/work (--work)
+  embedded data $OCCBENCH_HOME/embedded
+  OCCBENCH_HOME defaults to {paths.DEFAULT_HOME}"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=lambda _: data.print_help())
 
     p = data_commands.add_parser("pipeline", help="the embedded default: synth, prepare, occlude, preprocess, show")
-    p.add_argument("--home", type=Path, help="where data is cached (default: $OCCBENCH_HOME or ~/.cache/occbench)")
+    p.add_argument("--home", type=Path, help=f"where data is cached (default: $OCCBENCH_HOME or {paths.DEFAULT_HOME})")
     p.add_argument("--occlusion", default="realistic", help="realistic, random or inferred (default realistic)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--show", type=Path, default=Path("occbench-sample.png"), help="picture of one occluded sample")
@@ -96,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", type=Path)
     p.set_defaults(func=_info)
 
-    p = commands.add_parser("run", help="run a benchmark grid (default: the quick grid on the embedded dataset)")
-    p.add_argument("--suite", default="quick", help="a suite of registry.yaml (default quick)")
+    p = commands.add_parser("run", help="run a benchmark grid (default: the quick grid on the embedded dataset)",
+                            epilog=WHERE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", default="quick", help="a suite of the catalogue: quick (default), table2, table3, "
+                   "table4, or one of --registry's")
     p.add_argument("--methods", type=_names, help="comma-separated, or all")
     p.add_argument("--imputers", type=_names, help="e.g. none,random,knn")
     p.add_argument("--protocols", type=_names, help="e.g. linear,semi1,semi10,finetune")
@@ -118,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes per pretraining, data parallel through torchrun (one GPU each; gloo on CPU)")
     p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit parameter, e.g. slurm_partition=gpu timeout_min=600 (cluster=debug: in-process)")
-    p.add_argument("--results", type=Path, default=Path("results/runs"), help="result records (default results/runs)")
+    p.add_argument("--results", type=Path, default=paths.DEFAULT_RESULTS,
+                   help=f"where result records go (default {paths.DEFAULT_RESULTS}/)")
     p.add_argument("--work", type=Path, help="stage cache (default $OCCBENCH_HOME/work)")
-    p.add_argument("--registry", type=Path, help="another registry.yaml")
+    p.add_argument("--registry", type=Path, help="a catalogue to use instead of the built-in one (a copy of "
+                   "occbench/registry.yaml; `occbench plugins` prints where it is)")
     p.add_argument("--dry-run", action="store_true", help="print the plan: every stage, cached or to run")
     p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME", help="block a plugin")
     p.set_defaults(func=_run)
@@ -153,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _synth_defaults() -> dict[str, int]:
     from dataclasses import asdict
 
-    from occbench.data.synth import SynthConfig
+    from occbench.data.synth_config import SynthConfig
 
     return asdict(SynthConfig())
 
@@ -259,7 +269,6 @@ def _names(text: str) -> list[str]:
 
 def _run(args) -> None:
     from occbench.catalogue import load_catalogue
-    from occbench.data.embedded import occbench_home
     from occbench.plan import build_stages, resolve_grid
     from occbench.plugins import load_plugins
 
@@ -276,7 +285,7 @@ def _run(args) -> None:
             raise OccbenchError(f"--data {item!r}: expected DATASET=DIR, e.g. ntu60=~/data/occbench/ntu60")
         sources[name] = str(Path(folder).expanduser().resolve())
     stages = build_stages(grid, catalogue, host, sources)
-    work = args.work or occbench_home() / "work"
+    work = paths.work_folder(args.work)
     _execute(stages, work, args, host, grid)
 
 
@@ -305,7 +314,7 @@ def _execute(stages, work, args, host, grid) -> None:
         run_stage(stage, context)
     if args.launcher == "slurm":
         options = dict(_key_value(item, "--slurm-option") for item in args.slurm_option)
-        folder = work / "slurm"
+        folder = paths.slurm_folder(work)
         jobs = submit_slurm(stages, context, folder, options, gpus_per_cell=args.gpus_per_cell)
         if options.get("cluster") != "debug":
             print(f"submitted {len(jobs)} jobs ({', '.join(job.job_id for job in jobs.values()) or 'none'}); "
@@ -341,8 +350,8 @@ def _impute(args) -> None:
     result = impute_command(args.imputer, args.data, args.out, split=args.split, frames=args.frames_data,
                             seed=args.seed, settings=settings, compare=tuple(args.compare),
                             overwrite=args.overwrite, progress=True)
-    for split, paths in result["outputs"].items():
-        print(f"{split}: imputed {paths['data']}, preprocessed {paths['frames']}")
+    for split, made in result["outputs"].items():
+        print(f"{split}: imputed {made['data']}, preprocessed {made['frames']}")
     print(result["report"] or "no ground truth at this frame count: no quality report")
 
 
@@ -358,6 +367,7 @@ def _plugins(args) -> None:
         for info in host.plugins
     ]
     print(tabulate(rows, headers=["plugin", "distribution", "version", "registered"], tablefmt="simple"))
+    print(f"\ncatalogue: {paths.CATALOGUE}  (copy it to change suites or profiles; pass the copy with --registry)")
 
 
 def _summary(dataset) -> str:

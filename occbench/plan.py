@@ -1,4 +1,4 @@
-"""The benchmark grid as a graph of cached stages; the one place that decides cache keys and folders.
+"""The benchmark grid as a graph of cached stages (keyed and placed by `occbench.paths`).
 
     data (dataset, occlusion) ─► impute (imputer, split, seed) ─► pretrain (method, split, seed) ─► evaluate
                     └──────────────── stage-1 pretrain (OPSTL on the occluded data) ──┘  (knn only)
@@ -11,18 +11,14 @@ keys of exactly the stages it affects.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+from occbench import paths
 from occbench.catalogue import Catalogue, apply_overrides, merge
 from occbench.errors import OccbenchError
 from occbench.store import QUALITY_PROTOCOL
-
-# Bump when a stage's output for the same settings changes (a bug fix in training, say).
-STAGE_VERSION = 2  # 2: the time-outer ST-GCN (another dropout random stream)
 
 
 @dataclass(frozen=True)
@@ -49,13 +45,10 @@ class Stage:
 
     @cached_property
     def key(self) -> str:
-        payload = {"kind": self.kind, "version": STAGE_VERSION, "settings": self.settings,
-                   "needs": [need.key for need in self.needs]}
-        text = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return paths.stage_key(self.kind, self.settings, [need.key for need in self.needs])
 
     def folder(self, work: Path) -> Path:
-        return work / self.kind / self.key
+        return paths.stage_folder(work, self.kind, self.key)
 
     def need(self, kind: str) -> Stage:
         return next(need for need in self.needs if need.kind == kind)
@@ -85,13 +78,9 @@ def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) ->
     def names(kind: str) -> list[str]:
         value = pick(kind)
         registry = host.registries[kind]
-        if value == "all" or value == ["all"]:
-            # The catalogue's entries, plus third-party plugins' (a built-in extra such as crossclr3s is
-            # opt-in by name, so "all" stays the paper's grid).
+        if value == "all" or value == ["all"]:  # every installed one: the catalogue's order first
             listed = [name for name in getattr(catalogue, kind) if name in registry]
-            extra = [name for name in registry.names()
-                     if name not in listed and registry.owner(name).distribution != "occbench"]
-            return listed + extra
+            return listed + [name for name in registry.names() if name not in listed]
         for name in value:
             registry[name]  # unknown names fail here, with the list of known ones
         return list(value)

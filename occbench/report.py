@@ -35,8 +35,9 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+from occbench import paths
 from occbench.errors import OccbenchError
-from occbench.store import PAPER_RECORDS, RecordWarning, flat_rows, load_records
+from occbench.store import RecordWarning, flat_rows, load_records
 
 KEY = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "profile")
 FILTERS = ("dataset", "split", "protocol", "imputer", "occlusion", "method", "profile")
@@ -145,7 +146,8 @@ def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare:
     paper = [row for row in rows if row.get("source") == "paper"]
     ours = [row for row in rows if row.get("source") != "paper"]
     if compare and not paper:
-        raise OccbenchError("--compare paper: no published records among the results (they are in results/paper/)")
+        raise OccbenchError(f"--compare paper: no published records among the results (occbench ships them in "
+                            f"{paths.PUBLISHED})")
     # With nothing of ours that the filters keep, the published numbers are the table (e.g. `--dataset
     # ntu60` after a run on the embedded dataset); otherwise they only appear beside ours.
     if paper and not _any_match(ours, filters) and _any_match(paper, filters):
@@ -565,8 +567,9 @@ def add_table_command(subparsers) -> None:
     """Register ``occbench table`` on the CLI's subparsers."""
     p = subparsers.add_parser("table", help="result tables: imputers (Tables II/III), protocols (IV), summary (I), "
                                             "quality (imputation error)")
-    p.add_argument("--results", type=Path, default=Path("results"),
-                   help="folder of result records, read recursively (default: results/)")
+    p.add_argument("--results", type=Path, default=paths.DEFAULT_RESULTS,
+                   help=f"folder of result records, read recursively (default: {paths.DEFAULT_RESULTS}/, where "
+                        "`occbench run` writes them); the published numbers ship with occbench")
     p.add_argument("--layout", choices=list(LAYOUTS), default="imputers", help="default imputers")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="markdown", help="default markdown")
     p.add_argument("--compare", choices=["paper"], help="put the published number beside each of ours")
@@ -589,13 +592,16 @@ def _table_command(args) -> None:
 
 
 def _load(folder: Path, with_paper: bool) -> list[dict]:
-    """Flat rows of every record under `folder`; damaged files become one-line warnings on stderr."""
-    records = _load_warning(folder)
-    if not records:
-        raise OccbenchError(f"no occbench result records in {folder}; run `occbench run` first")
-    if with_paper and not any(record["provenance"].get("source") == "paper" for record in records):
-        records += _load_warning(PAPER_RECORDS) if PAPER_RECORDS.is_dir() else []
-    return flat_rows(records)
+    """Flat rows of every record under `folder` and of the published tables; damaged files become one-line
+    warnings on stderr. Without records of ours, the published tables alone need `--compare paper`."""
+    ours = _load_warning(folder) if folder.exists() else []
+    ours = [record for record in ours if record["provenance"].get("source") != "paper"]
+    if not ours and not with_paper:
+        raise OccbenchError(f"no occbench result records in {folder}: run `occbench run` first (it writes them "
+                            "there), or pass --results; `occbench table --compare paper` shows the published tables")
+    if not ours:
+        print(f"occbench: no results of ours in {folder}: the published numbers alone", file=sys.stderr)
+    return flat_rows(ours + _load_warning(paths.PUBLISHED))
 
 
 def _load_warning(folder: Path) -> list[dict]:

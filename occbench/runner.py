@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from occbench import distributed, store
+from occbench import distributed, paths, store
 from occbench.data.dataset import SkeletonDataset
 from occbench.errors import OccbenchError
 from occbench.plan import Stage
@@ -48,22 +48,30 @@ class Context:
         self.__post_init__()
 
 
+# The outputs of a stage that are files: kept in done.json relative to the stage folder, so a work
+# folder can move; `output` hands them out as full paths.
+FILE_OUTPUTS = ("raw", "frames", "encoder")
+
+
 def is_done(stage: Stage, context: Context) -> bool:
-    return (stage.folder(context.work) / "done.json").is_file()
+    return (stage.folder(context.work) / paths.DONE).is_file()
 
 
 def output(stage: Stage, context: Context) -> dict:
-    return json.loads((stage.folder(context.work) / "done.json").read_text())
+    folder = stage.folder(context.work)
+    result = json.loads((folder / paths.DONE).read_text())
+    return result | {name: str(paths.resolve(folder, result[name])) for name in FILE_OUTPUTS if name in result}
 
 
 def _finish(stage: Stage, context: Context, result: dict) -> dict:
     folder = stage.folder(context.work)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "stage.json").write_text(json.dumps({"kind": stage.kind, "label": stage.label, "key": stage.key,
-                                                   "settings": stage.settings}, indent=2, default=str))
-    tmp = folder / "done.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2, default=str))
-    os.replace(tmp, folder / "done.json")
+    (folder / paths.DESCRIPTION).write_text(json.dumps({"kind": stage.kind, "label": stage.label, "key": stage.key,
+                                                        "settings": stage.settings}, indent=2, default=str))
+    kept = result | {name: paths.relative_to(folder, result[name]) for name in FILE_OUTPUTS if name in result}
+    tmp = folder / f"{paths.DONE}.tmp"
+    tmp.write_text(json.dumps(kept, indent=2, default=str))
+    os.replace(tmp, folder / paths.DONE)
     return result
 
 
@@ -84,7 +92,7 @@ def _exclusive(stage: Stage, context: Context):
     holder dies, even by SIGKILL, so a lock is never stale."""
     folder = stage.folder(context.work)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "lock", "w") as handle:
+    with open(folder / paths.LOCK, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -101,27 +109,42 @@ def _compute(stage: Stage, context: Context) -> dict:
     result["wall_seconds"] = round(time.time() - started, 2)
     # the records first: a stage marked done always has its records
     if stage.kind == "evaluate":
-        result["records"] = {f"{stage.key}.json": _record(stage, context, result)}
+        records = [_record(stage, context, result)]
     elif stage.kind == "impute" and result["quality"]:
-        result["records"] = {f"{stage.key}-{imputer}.json": record
-                             for imputer, record in _quality_records(stage, context, result).items()}
+        records = list(_quality_records(stage, context, result).values())
+    else:
+        records = []
+    if records:
+        result["records"] = {store.record_name(record): record for record in records}
     for name, record in result.get("records", {}).items():
         store.write_record(record, context.results, name=name)
     _finish(stage, context, result)
+    result = output(stage, context)
     context.host.hook.occbench_cell_finished(cell={**cell, "key": stage.key}, result=result)
     return result
 
 
 def _copy_records(result: dict, results: Path) -> None:
     """A cached stage's records into this run's results folder: the stage keeps its own copy, so they
-    reach any folder, wherever (and from whichever working directory) the stage was first computed."""
+    reach any folder, wherever (and from whichever working directory) the stage was first computed.
+    A record of the same cell made by other stages (other settings under the same profile name) is
+    replaced: a results folder holds the grid as it was last run."""
     records = result.get("records", {})
     if not isinstance(records, dict):  # stages finished before the copy was kept: paths to the records
-        paths = [Path(p) for p in filter(None, [result.get("record"), *records])]
-        records = {p.name: json.loads(p.read_text()) for p in paths if p.is_file()}
-    for name, record in records.items():
-        if not (Path(results) / name).is_file():
+        found = [Path(p) for p in filter(None, [result.get("record"), *records])]
+        records = {p.name: json.loads(p.read_text()) for p in found if p.is_file()}
+    for record in records.values():
+        name = store.record_name(record)
+        if _made_by(Path(results) / name) != (record.get("config") or {}).get("stages"):
             store.write_record(record, results, name=name)
+
+
+def _made_by(path: Path) -> dict | None:
+    """The stage keys of the record at `path`; None when there is none (or it cannot be read)."""
+    try:
+        return (json.loads(path.read_text()).get("config") or {}).get("stages")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -140,15 +163,15 @@ def _data(stage: Stage, context: Context) -> dict:
         sets = embedded_datasets(occlusion=occlusion, config=SynthConfig(**s["synth"]), frames=s["frames"],
                                  progress=context.progress)
         if s["occlusion"] == "none":
-            return {"raw": str(sets["raw"].path), "frames": str(sets["clean"].path)}
-        return {"raw": str(sets["occluded_raw"].path), "frames": str(sets["occluded"].path)}
+            return {"raw": sets["raw"].path, "frames": sets["clean"].path}
+        return {"raw": sets["occluded_raw"].path, "frames": sets["occluded"].path}
     folder = stage.folder(context.work)
     raw = SkeletonDataset(s["source"])
     if s["occlusion"] != "none":
         raw = _reuse(folder / "raw", lambda out: occlude(raw, out, s["occlusion"], seed=0, progress=context.progress))
     frames = _reuse(folder / "frames",
                     lambda out: preprocess(raw, out, frames=s["frames"], progress=context.progress))
-    return {"raw": str(raw.path), "frames": str(frames.path)}
+    return {"raw": raw.path, "frames": frames.path}
 
 
 def _reuse(folder: Path, build) -> SkeletonDataset:
@@ -174,7 +197,7 @@ def _impute(stage: Stage, context: Context) -> dict:
                                                        embed=embed, progress=context.progress))
     imputed_frames = _reuse(folder / "frames", lambda out: preprocess(
         imputed, out, frames=frames.frames, progress=context.progress))
-    return {"raw": str(imputed.path), "frames": str(imputed_frames.path),
+    return {"raw": imputed.path, "frames": imputed_frames.path,
             "quality": _quality(imputed, raw, s["split"], s["imputer"])}
 
 
@@ -192,12 +215,17 @@ def _quality(imputed: SkeletonDataset, occluded: SkeletonDataset, split: str, im
 def _quality_records(stage: Stage, context: Context, result: dict) -> dict[str, dict]:
     plugins = {info.name: info.version for info in context.host.plugins}
     provenance = store.provenance(plugins=plugins, device=context.device, wall_seconds=result["wall_seconds"])
-    config = {"impute": stage.settings, "stages": {need.kind: need.key for need in (stage, *stage.needs)}}
+    data = stage.need("data")
     records = {}
     for imputer, quality in result["quality"].items():
         metrics = {"mpjpe": quality["mpjpe"]["val"], "mpjpe_train": quality["mpjpe"]["train"],
                    "count": quality["count"]["val"], "per_joint": quality["per_joint"]["val"]}
         cell = {**asdict(stage.cell), "imputer": imputer, "stream": None}
+        # Leaving the zeros (imputer none) depends on the occluded data alone, whichever imputation
+        # stage measured it: its record names that stage only, so every imputer's stage makes the same one.
+        own = imputer == stage.settings["imputer"]
+        config = {"impute": stage.settings if own else {"split": stage.settings["split"]},
+                  "stages": {need.kind: need.key for need in ((stage, *stage.needs) if own else (data,))}}
         records[imputer] = store.make_record(cell, metrics, config, provenance)
     return records
 
@@ -273,9 +301,9 @@ def _pretrain_rank(stage: Stage, context: Context) -> dict:
         calibrate_batch_norm(encoder, train.inputs(s["batch_size"]))
     if rank == 0:
         folder.mkdir(parents=True, exist_ok=True)  # zero epochs write no checkpoint (the random-weights baseline)
-        torch.save(encoder.state_dict(), folder / "encoder.pth")
+        torch.save(encoder.state_dict(), folder / paths.ENCODER)
     distributed.barrier()
-    return {"encoder": str(folder / "encoder.pth"), "history": history, "world_size": world,
+    return {"encoder": folder / paths.ENCODER, "history": history, "world_size": world,
             "threads": torch.get_num_threads()}
 
 

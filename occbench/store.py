@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from occbench import __version__
+from occbench import __version__, paths
 from occbench.errors import OccbenchError
 
 SCHEMA = 1
@@ -48,8 +48,6 @@ QUALITY_FIELDS = ("mpjpe", "mpjpe_train", "count", "per_joint")
 # Provenance fields copied into the flat rows of `records_frame`; the rest (plugins, ...) stay nested.
 PROVENANCE_COLUMNS = ("source", "citation", "note", "occbench", "torch", "git", "device", "world_size",
                       "global_batch", "wall_seconds", "finished")
-# The published numbers live beside the code in a source checkout (not in an installed wheel).
-PAPER_RECORDS = Path(__file__).resolve().parent.parent / "results" / "paper"
 
 
 class RecordWarning(UserWarning):
@@ -112,7 +110,7 @@ def provenance(*, plugins: dict[str, str] | None = None, device: str | None = No
         "torch": _torch_version(),
         "python": platform.python_version(),
         "plugins": dict(sorted((plugins or {}).items())),
-        "git": _git_commit(Path(__file__).resolve().parent),
+        "git": _git_commit(paths.PACKAGE),
         "host": socket.gethostname(),
         "device": device,
         "threads": threads,
@@ -134,8 +132,15 @@ def _torch_version() -> str | None:
 
 
 def _git_commit(folder: Path) -> str | None:
-    """The commit of the source tree occbench runs from; None for an installed copy or without git."""
+    """The commit of the source tree occbench runs from; None for an installed copy or without git.
+
+    An installed copy can sit inside someone else's repository (a virtual environment in an experiment
+    folder): the commit counts only when git tracks this very file."""
     try:
+        done = subprocess.run(["git", "-C", str(folder), "ls-files", "--error-unmatch", "store.py"],
+                              capture_output=True, text=True, timeout=5, check=False)
+        if done.returncode != 0:
+            return None
         done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -149,13 +154,7 @@ def _git_commit(folder: Path) -> str | None:
 
 def record_name(record: dict) -> str:
     """A stable, readable file name from the cell, e.g. ``opstl-J-knn-ntu60-xsub-realistic-linear-paper-seed0.json``."""
-    cell = record["cell"]
-    parts = [cell[field] for field in CELL_FIELDS if field != "seed"] + [f"seed{cell['seed']}"]
-    return "-".join(_safe(str(part)) for part in parts) + ".json"
-
-
-def _safe(part: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "+._" else "_" for ch in part)
+    return paths.record_name(record["cell"])
 
 
 def write_record(record: dict, folder: Path, name: str | None = None) -> Path:

@@ -8,8 +8,10 @@ import pytest
 from occbench.data.skeleton import write_skeleton
 from tests.tiny_grid import tiny_grid  # noqa: F401 (a fixture: a third-party method on a tiny grid)
 
-# Real NTU files live beside the project (licence: never copy them into this repository).
-NTU_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ntu-samples"
+# The project's shared folder sits beside the repository root, wherever the clone is; real NTU files
+# live there (licence: never copy them into this repository).
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+NTU_SAMPLES = SHARED / "data" / "ntu-samples"
 
 
 @pytest.fixture(autouse=True)

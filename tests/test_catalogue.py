@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from occbench.catalogue import DEFAULT_REGISTRY, apply_overrides, load_catalogue
+from occbench.catalogue import apply_overrides, load_catalogue
 from occbench.errors import OccbenchError
+from occbench.paths import CATALOGUE
 
 
 def test_the_shipped_registry_is_valid():
@@ -19,7 +20,7 @@ def test_the_shipped_registry_is_valid():
 
 
 def write_registry(tmp_path, edit):
-    raw = yaml.safe_load(DEFAULT_REGISTRY.read_text())
+    raw = yaml.safe_load(CATALOGUE.read_text())
     edit(raw)
     path = tmp_path / "registry.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from occbench.cli import main
-from occbench.store import PAPER_RECORDS, make_record, write_record
+from occbench.store import make_record, write_record
 from tests.conftest import write_sample
 
 
@@ -78,17 +78,37 @@ def test_plugins_lists_the_builtin_protocols(capsys):
 
 
 @pytest.mark.parametrize("ours", [False, True])
-def test_table_of_the_published_numbers(capsys, tmp_path, ours):
-    """With no results of ours for a dataset, even after a run on another one (README: `occbench run`
-    first), `occbench table --dataset ntu60` shows the paper's numbers."""
-    results = tmp_path / "results"  # as in a clone: the published tables, and a run's records or none
-    shutil.copytree(PAPER_RECORDS, results / "paper")
+def test_table_of_the_published_numbers(capsys, tmp_path, monkeypatch, ours):
+    """The published numbers ship with occbench: `occbench table --compare paper` shows them from any
+    folder, before any run; after a run on another dataset, `--dataset ntu60` shows them too."""
+    monkeypatch.chdir(tmp_path)  # the default results folder is ./results, absent here unless `ours`
     if ours:
         cell = dict(method="pstl", stream="J", imputer="none", dataset="synthetic", split="xsub",
                     occlusion="realistic", protocol="linear", seed=0, profile="quick")
-        write_record(make_record(cell, {"top1": 46.53}, {}, {}), results / "runs")
-    code, out, _ = run(capsys, "table", "--results", str(results), "--layout", "summary", "--dataset", "ntu60",
-                       "--occlusion", "realistic")
+        write_record(make_record(cell, {"top1": 46.53}, {}, {}), tmp_path / "results")
+    options = [] if ours else ["--compare", "paper"]
+    code, out, _ = run(capsys, "table", "--layout", "summary", "--dataset", "ntu60", "--occlusion", "realistic",
+                       *options)
     assert code == 0 and "IosPSTL" in out and "67.11" in out and "71.39" in out
-    code, _, err = run(capsys, "table", "--results", str(results), "--dataset", "ntu99")
+    code, _, err = run(capsys, "table", "--dataset", "ntu99", *options)
     assert code == 2 and "ntu99" in err
+
+
+def test_table_without_results_says_what_to_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "table")
+    assert code == 2 and not out
+    assert "no occbench result records in results" in err and "occbench run" in err and "--compare paper" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["table", "--compare", "paper", "--format", "latex"]])
+def test_help_and_table_start_without_the_numeric_stack(tmp_path, argv):
+    """`occbench --help` and `occbench table` are typed often: they must not pay for numpy, torch or
+    pandas (docs/benchmarks.md times them)."""
+    code = ("import sys; from occbench.cli import main\n"
+            "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as end:\n    code = end.code\n"
+            "heavy = sorted(m for m in ('numpy', 'torch', 'pandas', 'matplotlib', 'mmengine', 'sklearn') "
+            "if m in sys.modules)\nassert code == 0 and not heavy, (code, heavy)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert "toprule" in done.stdout or "usage: occbench" in done.stdout

@@ -5,7 +5,7 @@ import os
 import pytest
 import yaml
 
-from occbench.catalogue import DEFAULT_REGISTRY
+from occbench.paths import CATALOGUE
 
 TINY = """
     import os
@@ -87,7 +87,7 @@ OVERRIDES = ["pretrain.epochs=2", "data.batch_size=16", "protocols.linear.torchl
 def tiny_grid(tmp_path, monkeypatch, third_party):
     """(tmp_path, site of the plugin, `occbench run` arguments) for tinyclr, seeds 0 and 1, on a tiny dataset."""
     site = third_party("occbench-tiny", "occbench_tiny", TINY)
-    raw = yaml.safe_load(DEFAULT_REGISTRY.read_text())
+    raw = yaml.safe_load(CATALOGUE.read_text())
     raw["datasets"]["synthetic"]["synth"] = {"classes": 4, "subjects": 4, "setups": 2, "replications": 1,
                                              "min_frames": 30, "max_frames": 40}
     registry = tmp_path / "registry.yaml"

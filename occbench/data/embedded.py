@@ -1,28 +1,20 @@
 """The embedded default dataset: synthetic NTU-like `.skeleton` files run through the real-NTU pipeline.
 
-synth -> prepare -> occlude -> preprocess, each stage cached in its own folder under
-$OCCBENCH_HOME (default ~/.cache/occbench), keyed by a digest of the generator's settings, so a second
-call costs nothing and a changed setting builds a new chain beside the old one.
+synth -> prepare -> occlude -> preprocess, each stage cached in its own folder of one chain per
+generator setting (`occbench.paths.embedded_folder`), so a second call costs nothing and a changed
+setting builds a new chain beside the old one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from occbench import paths
 from occbench.data.dataset import SkeletonDataset
 from occbench.data.synth import SynthConfig, synthesize
-
-# Bump when a stage's output for the same settings changes, so stale caches are not reused.
-PIPELINE_VERSION = 1
-
-
-def occbench_home(home: str | Path | None = None) -> Path:
-    return Path(home or os.environ.get("OCCBENCH_HOME") or "~/.cache/occbench").expanduser()
 
 
 def embedded_datasets(
@@ -35,8 +27,7 @@ def embedded_datasets(
     from occbench.data.preprocess import preprocess
 
     config = config or SynthConfig()
-    key = json.dumps({"config": asdict(config), "version": PIPELINE_VERSION}, sort_keys=True)
-    root = occbench_home(home) / f"synthetic-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    root = paths.embedded_folder(asdict(config), home)
     skeletons = root / "skeletons"
     if not (skeletons / "synthetic.json").is_file():
         partial = root / "skeletons.partial"

@@ -44,6 +44,7 @@ import numpy as np
 
 from occbench.data.ntu import NUM_JOINTS, SampleName
 from occbench.data.skeleton import INFERRED, TRACKED, write_skeleton
+from occbench.data.synth_config import SynthConfig
 from occbench.errors import OccbenchError
 
 FPS = 30.0
@@ -76,25 +77,14 @@ ACTIONS: tuple[tuple[str, bool], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class SynthConfig:
-    classes: int = 12  # the first `classes` entries of ACTIONS
-    subjects: int = 10  # performer ids 1..subjects
-    setups: int = 4  # setup ids 1..setups: camera height, tilt and distances differ per setup
-    cameras: int = 3  # camera ids 1..cameras (NTU: 1 at 0 degrees, 2 and 3 at +-45)
-    replications: int = 2
-    min_frames: int = 40
-    max_frames: int = 90
-    seed: int = 0
-
-
-def synthesize(out: str | Path, config: SynthConfig = SynthConfig(), progress: bool = False) -> list[Path]:
+def synthesize(out: str | Path, config: SynthConfig | None = None, progress: bool = False) -> list[Path]:
     """Write one SsssCcccPpppRrrrAaaa.skeleton per (performance, camera) and synthetic.json into `out`.
 
     Files of an earlier run with other settings are not removed; use an empty folder.
     """
     from tqdm import tqdm
 
+    config = config or SynthConfig()
     _check(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,9 @@ import pytest
 
 from occbench.data.layouts import detect_layout, import_layout, safe_load_pickle
 from occbench.errors import OccbenchError
+from tests.conftest import NTU_SAMPLES
 
-PADDLE_SAMPLE = Path("/work/shared/data/ntu-samples/processed/paddlevideo_example_NTU-RGB-D_sketeton.npy")
+PADDLE_SAMPLE = NTU_SAMPLES / "processed" / "paddlevideo_example_NTU-RGB-D_sketeton.npy"
 T = 20
 
 

@@ -14,9 +14,8 @@ from occbench.data.ntu import NUM_JOINTS
 from occbench.data.occlusion import occlude
 from occbench.data.skeleton import INFERRED, TRACKED, read_skeleton, write_skeleton
 from occbench.errors import OccbenchError
-from tests.conftest import STANDING
+from tests.conftest import NTU_SAMPLES, STANDING
 
-NTU_SAMPLES = Path(__file__).parents[2].parent / "shared/data/ntu-samples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,0 +1,111 @@
+"""Where occbench reads and writes, and how its caches are keyed: the one module that decides either.
+
+Three places hold what a run makes, each with one default that every command shares:
+
+* results (the JSON record of every finished cell): ``./results``, in the folder the command runs
+  from; ``occbench run --results DIR`` writes elsewhere, ``occbench table --results DIR`` reads it.
+* the stage cache (datasets, checkpoints and encoders of every stage of a grid):
+  ``$OCCBENCH_HOME/work``; ``occbench run --work DIR``.
+* the embedded dataset (its ``.skeleton`` files and every prepared form of them):
+  ``$OCCBENCH_HOME/embedded``; ``occbench data pipeline --home DIR`` puts it under another home.
+
+``OCCBENCH_HOME`` defaults to ``~/.cache/occbench``. What occbench ships (the catalogue, the published
+records, the NTU name lists) is package data beside this file: an installed occbench never reads the
+source tree it was built from.
+
+Every cache key is `digest` of a JSON payload that includes `CACHE_VERSION`. Paths kept inside a cache
+are relative to the folder that holds them, so a cache can move.
+
+This module imports only the standard library: `occbench --help` and `occbench table` start from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+CATALOGUE = PACKAGE / "registry.yaml"  # the built-in catalogue; `occbench run --registry` reads another
+PUBLISHED = PACKAGE / "published"  # the paper's tables as result records
+NTU_RESOURCES = PACKAGE / "data" / "resources"  # the official NTU class names and missing-skeleton lists
+
+DEFAULT_RESULTS = Path("results")
+DEFAULT_HOME = "~/.cache/occbench"
+
+# Bump when a stage's output for the same settings changes (a bug fix in training, say): every cached
+# stage and embedded dataset is then made anew. 3: one version for the stage cache and the embedded data.
+CACHE_VERSION = 3
+
+# The files of a stage folder.
+DONE = "done.json"  # written last, atomically: the stage is complete
+DESCRIPTION = "stage.json"  # kind, label, key and settings, for a person reading the cache
+LOCK = "lock"
+ENCODER = "encoder.pth"  # a pretraining's encoder weights
+CHECKPOINT = "last.pth"  # a pretraining's resumable state
+
+MAX_NAME = 200  # file names stay well under the 255 bytes of common file systems
+
+
+def home(given: str | Path | None = None) -> Path:
+    return Path(given or os.environ.get("OCCBENCH_HOME") or DEFAULT_HOME).expanduser()
+
+
+def results_folder(given: str | Path | None = None) -> Path:
+    return Path(given).expanduser() if given else DEFAULT_RESULTS
+
+
+def work_folder(given: str | Path | None = None) -> Path:
+    return Path(given).expanduser() if given else home() / "work"
+
+
+def embedded_folder(generator: dict, home_folder: str | Path | None = None) -> Path:
+    """The embedded dataset made by the generator settings `generator`: one folder per distinct setting."""
+    return home(home_folder) / "embedded" / digest({"generator": generator}, length=10)
+
+
+def digest(payload: dict, length: int = 16) -> str:
+    """The cache key of `payload` (JSON-able, key order irrelevant), versioned by CACHE_VERSION."""
+    text = json.dumps({"version": CACHE_VERSION, **payload}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def stage_key(kind: str, settings: dict, needs: list[str]) -> str:
+    return digest({"kind": kind, "settings": settings, "needs": needs})
+
+
+def stage_folder(work: Path, kind: str, key: str) -> Path:
+    return Path(work) / kind / key
+
+
+def slurm_folder(work: Path) -> Path:
+    """submitit's job scripts and logs."""
+    return Path(work) / "slurm"
+
+
+def relative_to(folder: Path, path: str | Path) -> str:
+    """`path` as kept in a cache under `folder`: relative when inside it, absolute otherwise."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+
+
+def resolve(folder: Path, kept: str) -> Path:
+    """The inverse of `relative_to` (an absolute path stays as it is)."""
+    return Path(folder) / kept
+
+
+def record_name(cell: dict) -> str:
+    """A readable file name for the record of `cell`, unique per cell, e.g.
+    ``opstl-J-knn-ntu60-xsub-realistic-linear-paper-seed0.json`` (fields that are null are left out)."""
+    fields = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "profile")
+    parts = [_safe(str(cell[name])) for name in fields if cell.get(name) is not None]
+    parts.append(f"seed{cell.get('seed')}")
+    name = "-".join(parts)
+    if len(name) > MAX_NAME:  # a profile named after many --cfg-options
+        name = f"{name[: MAX_NAME - 17]}-{digest({'cell': cell}, length=16)}"
+    return name + ".json"
+
+
+def _safe(part: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "+._=" else "_" for ch in part).strip("_") or "_"
