@@ -88,8 +88,8 @@ def default_slots(todo: list[Stage], device: str, gpus_per_cell: int = 1) -> int
     run side by side (the pretrainings, and the evaluations of pretrainings already done), so that a
     single chain of stages keeps every thread.
 
-    On 2 cores two one-thread workers ran the quick grid 1.18x faster than one two-thread process
-    (336 s against 396 s in one benchmark run, benchmarks/test_quick_grid.py).
+    One worker per core because on a 2-core machine two one-thread workers ran the quick grid faster
+    than one two-thread process (docs/benchmarks.md, "Quick grid").
     """
     if device.startswith("cuda"):
         width = len(_visible_gpus()) // gpus_per_cell

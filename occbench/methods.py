@@ -125,9 +125,9 @@ class MoCoMethod(Method):
         hidden = next(iter(self.encoders.values())).feature_dim
         self.heads = nn.ModuleDict({s: mlp_head((hidden, hidden, dim)) for s in self.streams})
         # The published MoCo code bases initialise every conv/linear N(0, 0.02) and BN weights N(1, 0.02).
-        # From there a short run collapses (measured on the embedded data, quick profile: every embedding
-        # ends up pointing one way, the loss sits at log(K + 1) from epoch 2 to 40), while from torch's
-        # default initialisation the same run spreads the embeddings and learns. init "pytorch" is that.
+        # From there a short run collapses (every embedding ends up pointing one way and the loss sits at
+        # log(K + 1); docs/results.md), while from torch's default initialisation the same run spreads the
+        # embeddings and learns. init "pytorch" is that.
         if self.settings["init"] not in ("published", "pytorch"):
             raise OccbenchError(f"init {self.settings['init']!r}: use published or pytorch")
         if self.settings["init"] == "published":

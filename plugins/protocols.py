@@ -7,19 +7,17 @@ The frozen-encoder protocols (linear, knn) take `batch_norm`: "encoder" evaluate
 statistics the encoder holds, as the published code does; after pretraining those are the statistics of
 its augmented views (sheared, cropped, masked). "recompute" first sets them to those of the un-augmented
 training data (PreciseBN, Wu & Johnson 2021), on a copy; the weights are the encoder's either way. With
-a long pretraining the two hardly differ; after a few epochs they do (embedded dataset, 3-epoch quick
-profile, SkeletonCLR: 29.63% with the encoder's statistics, 41.67% recomputed), and an encoder with
-random weights needs data statistics to be a baseline at all, so comparing trained with random weights
-is only fair with "recompute".
+a long pretraining the two hardly differ; after a few epochs they do (docs/results.md), and an encoder
+with random weights needs data statistics to be a baseline at all, so comparing trained with random
+weights is only fair with "recompute".
 
 The linear probe also takes `features`: "raw" (published) trains the classifier on the features as they
 come; "standardized" on features shifted and scaled by the training set's per-dimension mean and
 standard deviation, i.e. a BatchNorm without affine parameters before the classifier (the linear probe
 of MoCo v3 and MAE). The published learning rates were tuned on the features of fully pretrained
 encoders; a few-epoch encoder and its random weights give features of other, and different, scales,
-and standardized the probe compares what the features separate rather than their scale (embedded
-dataset, occluded, SkeletonCLR seeds 0-2, trained minus random weights: raw 0.00, -8.57, -2.32
-points; standardized +12.96, +9.49, +2.32).
+and standardized the probe compares what the features separate rather than their scale (docs/results.md
+has the quick profile measured both ways).
 """
 
 from __future__ import annotations
