@@ -1,6 +1,7 @@
 import fnmatch
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from occbench import paths
 
@@ -52,8 +53,8 @@ def test_one_home_for_the_cache_and_the_embedded_data(tmp_path, monkeypatch):
 
 
 def test_cache_keys_ignore_key_order_and_see_every_value():
-    assert paths.stage_key("pretrain", {"a": 1, "b": [1, 2]}, ["k"]) == paths.stage_key("pretrain", {"b": [1, 2], "a": 1},
-                                                                                        ["k"])
+    key = paths.stage_key("pretrain", {"a": 1, "b": [1, 2]}, ["k"])
+    assert key == paths.stage_key("pretrain", {"b": [1, 2], "a": 1}, ["k"])
     keys = {paths.stage_key("pretrain", {"a": 1}, ["k"]), paths.stage_key("pretrain", {"a": 2}, ["k"]),
             paths.stage_key("evaluate", {"a": 1}, ["k"]), paths.stage_key("pretrain", {"a": 1}, ["j"])}
     assert len(keys) == 4

@@ -5,8 +5,9 @@ import json
 import math
 import re
 import shlex
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from occbench.cli import main
 from occbench.plugins import load_plugins
