@@ -74,6 +74,7 @@ import pandas as pd
 import torch
 
 import occbench
+from occbench import paths
 from occbench.data.dataset import ARRAYS, DatasetWriter, Part, SkeletonDataset
 from occbench.data.ntu import JOINT_NAMES, MAX_BODIES, NUM_JOINTS
 from occbench.errors import OccbenchError
@@ -763,15 +764,16 @@ def impute_and_preprocess(
     out = Path(out)
     source = raw if raw is not None else frames
     settings = check_settings(imputer, settings)
-    imputed = _reuse(out / "imputed", imputer, settings, seed, split, source) if not overwrite else None
+    where = paths.impute_outputs(out)
+    imputed = _reuse(where["imputed"], imputer, settings, seed, split, source) if not overwrite else None
     if imputed is None:
-        imputed = impute_split(source, frames, split, out / "imputed", imputer, settings, seed, embed, progress,
+        imputed = impute_split(source, frames, split, where["imputed"], imputer, settings, seed, embed, progress,
                                overwrite=True)
     if preprocess_frames is None:
         if raw is None:
             return Imputed(imputed, imputed)
         preprocess_frames = frames.frames if frames is not None else 50
-    done = out / "frames"
+    done = where["frames"]
     if not overwrite and (done / "meta.json").is_file():
         cached = SkeletonDataset(done)
         stages = cached.meta.get("stages", [])
@@ -974,25 +976,24 @@ def impute_command(
     for s in splits:
         made = {}
         for name in names:
-            folder = out / s / name
-            made[name] = host.imputers[name](raw_arg, frames_arg, s, folder / "imputed",
-                                             settings if name == imputer else None, seed, embed=None,
-                                             progress=progress, overwrite=overwrite)
+            imputed_at = paths.impute_outputs(out, s, name)["imputed"]
+            made[name] = host.imputers[name](raw_arg, frames_arg, s, imputed_at, settings if name == imputer else None,
+                                             seed, embed=None, progress=progress, overwrite=overwrite)
         ready = made[imputer]
         if not relative and ready is not source:
             target = frames_ds.frames if frames_ds is not None else 50
-            ready = preprocess(made[imputer], out / s / imputer / "frames", frames=target, overwrite=True,
-                               progress=progress)
+            ready = preprocess(made[imputer], paths.impute_outputs(out, s, imputer)["frames"], frames=target,
+                               overwrite=True, progress=progress)
         result["outputs"][s] = {"data": str(made[imputer].path), "frames": str(ready.path)}
         if not has_truth:
             continue
         errors = {name: imputation_error(ds, s, *found) for name, ds in made.items()}
         result["quality"][s] = {name: quality_record(df) for name, df in errors.items()}
-        error_plot(errors, out / f"quality_{s}.png")
+        error_plot(errors, paths.impute_outputs(out, s, imputer)["plot"])
         tables += [df.assign(split=s, imputer=name) for name, df in errors.items()]
     if tables:
         long = pd.concat(tables, ignore_index=True)[["split", "imputer", "part", "joint", "mpjpe", "count"]]
-        long.to_csv(out / "quality.csv", index=False)
+        long.to_csv(paths.impute_outputs(out)["csv"], index=False)
         lines = []
         for s in splits:
             for part in ("train", "val"):
@@ -1003,5 +1004,5 @@ def impute_command(
                 lines += [f"## {s} / {part}: MPJPE on occluded joints (data units)", "",
                           table.to_markdown(floatfmt=".4f"), ""]
         result["report"] = "\n".join(lines)
-        (out / "quality.md").write_text(result["report"])
+        paths.impute_outputs(out)["table"].write_text(result["report"])
     return result

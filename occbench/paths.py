@@ -45,6 +45,10 @@ LOCK = "lock"
 ENCODER = "encoder.pth"  # a pretraining's encoder weights
 CHECKPOINT = "last.pth"  # a pretraining's resumable state
 
+# The datasets a data or imputation stage writes in its folder (and `occbench impute` in its --out).
+RAW = "raw"  # at the recorded length, in camera space
+FRAMES = "frames"  # preprocessed to the profile's frame count
+
 MAX_NAME = 200  # file names stay well under the 255 bytes of common file systems
 
 
@@ -63,6 +67,20 @@ def work_folder(given: str | Path | None = None) -> Path:
 def embedded_folder(generator: dict, home_folder: str | Path | None = None) -> Path:
     """The embedded dataset made by the generator settings `generator`: one folder per distinct setting."""
     return home(home_folder) / "embedded" / digest({"generator": generator}, length=10)
+
+
+def embedded_parts(root: Path, occlusion: str, seed: int, frames: int) -> dict[str, Path]:
+    """The folders of one embedded chain (`embedded_folder`), by role."""
+    return {"skeletons": root / "skeletons", "raw": root / RAW, "occluded_raw": root / f"{RAW}-{occlusion}-seed{seed}",
+            "clean": root / f"frame{frames}", "occluded": root / f"frame{frames}-{occlusion}-seed{seed}"}
+
+
+def impute_outputs(out: Path, split: str | None = None, imputer: str | None = None) -> dict[str, Path]:
+    """What `occbench impute --out OUT` writes: per split and imputer the imputed dataset at its recorded
+    length and preprocessed, and for every split together the quality report."""
+    folder = Path(out) if split is None else Path(out) / split / imputer
+    return {"imputed": folder / "imputed", "frames": folder / FRAMES, "table": Path(out) / "quality.md",
+            "csv": Path(out) / "quality.csv", "plot": Path(out) / f"quality_{split}.png"}
 
 
 def digest(payload: dict, length: int = 16) -> str:
@@ -99,12 +117,11 @@ def record_name(cell: dict) -> str:
     """A readable file name for the record of `cell`, unique per cell, e.g.
     ``opstl-J-knn-ntu60-xsub-realistic-linear-paper-seed0.json`` (fields that are null are left out)."""
     fields = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "profile")
-    parts = [_safe(str(cell[name])) for name in fields if cell.get(name) is not None]
-    parts.append(f"seed{cell.get('seed')}")
-    name = "-".join(parts)
-    if len(name) > MAX_NAME:  # a profile named after many --cfg-options
-        name = f"{name[: MAX_NAME - 17]}-{digest({'cell': cell}, length=16)}"
-    return name + ".json"
+    stem = "-".join(_safe(str(cell[name])) for name in fields if cell.get(name) is not None)
+    seed = f"-seed{cell.get('seed')}.json"
+    if len(stem) + len(seed) > MAX_NAME:  # a profile named after many --cfg-options: shortened, kept unique
+        stem = f"{stem[: MAX_NAME - len(seed) - 17]}-{digest({'cell': cell}, length=16)}"
+    return stem + seed
 
 
 def _safe(part: str) -> str:

@@ -168,8 +168,9 @@ def _data(stage: Stage, context: Context) -> dict:
     folder = stage.folder(context.work)
     raw = SkeletonDataset(s["source"])
     if s["occlusion"] != "none":
-        raw = _reuse(folder / "raw", lambda out: occlude(raw, out, s["occlusion"], seed=0, progress=context.progress))
-    frames = _reuse(folder / "frames",
+        raw = _reuse(folder / paths.RAW, lambda out: occlude(raw, out, s["occlusion"], seed=0,
+                                                              progress=context.progress))
+    frames = _reuse(folder / paths.FRAMES,
                     lambda out: preprocess(raw, out, frames=s["frames"], progress=context.progress))
     return {"raw": raw.path, "frames": frames.path}
 
@@ -193,9 +194,9 @@ def _impute(stage: Stage, context: Context) -> dict:
         encoder = load_stage_encoder(stage.need("pretrain"), context)
         embed = lambda part: embed_part(encoder, part, context.device)  # noqa: E731
     folder = stage.folder(context.work)
-    imputed = _reuse(folder / "raw", lambda out: imputer(raw, frames, s["split"], out, s["settings"], s["seed"],
+    imputed = _reuse(folder / paths.RAW, lambda out: imputer(raw, frames, s["split"], out, s["settings"], s["seed"],
                                                        embed=embed, progress=context.progress))
-    imputed_frames = _reuse(folder / "frames", lambda out: preprocess(
+    imputed_frames = _reuse(folder / paths.FRAMES, lambda out: preprocess(
         imputed, out, frames=frames.frames, progress=context.progress))
     return {"raw": imputed.path, "frames": imputed_frames.path,
             "quality": _quality(imputed, raw, s["split"], s["imputer"])}

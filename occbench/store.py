@@ -13,7 +13,7 @@ An imputation-quality record has ``cell.protocol == "imputation"`` (method and s
 metrics ``mpjpe`` (test part, in the data's units: metres for NTU), ``mpjpe_train``, ``count`` and
 ``per_joint``, in place of the accuracies.
 
-A results file holds one record, or a list of records (the published tables in ``results/paper/``).
+A results file holds one record, or a list of records (the published tables in ``occbench/published/``).
 Every ``*.json`` under a results folder is read; JSON that is not a record (no ``"schema"``) is foreign
 and ignored, so a results folder may share space with other files.
 

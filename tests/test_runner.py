@@ -160,7 +160,7 @@ def test_a_protocol_setting_with_an_unknown_value_fails_before_anything_runs(tin
 
 
 def test_cached_records_reach_a_new_results_folder_from_anywhere(tiny_grid, monkeypatch):
-    """The default --results is relative (results/runs): a cached stage must hand its records over from
+    """The default --results is relative (results): a cached stage must hand its records over from
     its own copy, whatever the working directory, even when the first results folder is gone."""
     tmp_path, _, args = tiny_grid
     args[args.index("--results") + 1] = "runs"
@@ -211,3 +211,40 @@ def test_cells_that_cfg_options_change_name_them_and_stay_apart_in_tables(tiny_g
     assert profiles == {"skeletonclr": "quick (pretrain.optimizer.lr=0.2)", "pstl": "quick"}
     grid.overrides = ["pretrain.optimizer.lr=0.1"]  # the quick profile's own value: nothing changes
     assert {s.cell.profile for s in build_stages(grid, catalogue, host, {}) if s.cell} == {"quick"}
+
+
+def test_a_moved_work_folder_is_still_a_cache(tiny_grid, capsys):
+    """done.json keeps its stage's files relative to the stage folder: a moved cache is reused whole."""
+    tmp_path, _, args = tiny_grid
+    first, moved = tmp_path / "work", tmp_path / "elsewhere" / "work"
+    assert main([*args, "--work", str(first)]) == 0
+    assert str(first) not in (next(first.glob("pretrain/*/done.json"))).read_text()
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    started = len(events(tmp_path, "started"))
+    capsys.readouterr()
+    assert main([*args, "--work", str(moved), "--results", str(tmp_path / "again")]) == 0
+    assert len(events(tmp_path, "started")) == started  # nothing computed again
+    assert "5 already done" in capsys.readouterr().out
+    assert len(list((tmp_path / "again").glob("*.json"))) == 2
+
+
+def test_records_are_named_after_their_cells_and_a_rerun_replaces_them(tiny_grid):
+    import yaml
+
+    tmp_path, _, args = tiny_grid
+    assert main(args) == 0
+    names = sorted(p.name for p in (tmp_path / "results").glob("*.json"))
+    assert len(names) == 2 and all(name.startswith("tinyclr-J-none-synthetic-xsub-realistic-linear-quick__")
+                                   for name in names)
+    assert sorted(name.rsplit("-", 1)[1] for name in names) == ["seed0.json", "seed1.json"]
+    # the same cells computed with another catalogue setting: their records replace the old ones
+    registry = Path(args[args.index("--registry") + 1])
+    raw = yaml.safe_load(registry.read_text())
+    raw["profiles"]["quick"]["protocols"]["linear"]["torchlight"]["features"] = "raw"
+    registry.write_text(yaml.safe_dump(raw))
+    assert main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "results").glob("*.json")) == names
+    for name in names:
+        record = json.loads((tmp_path / "results" / name).read_text())
+        assert record["config"]["evaluate"]["settings"]["features"] == "raw"

@@ -27,27 +27,21 @@ def embedded_datasets(
     from occbench.data.preprocess import preprocess
 
     config = config or SynthConfig()
-    root = paths.embedded_folder(asdict(config), home)
-    skeletons = root / "skeletons"
+    where = paths.embedded_parts(paths.embedded_folder(asdict(config), home), occlusion, seed, frames)
+    skeletons = where["skeletons"]
     if not (skeletons / "synthetic.json").is_file():
-        partial = root / "skeletons.partial"
+        partial = skeletons.with_name(skeletons.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         synthesize(partial, config, progress=progress)
         shutil.rmtree(skeletons, ignore_errors=True)
         os.replace(partial, skeletons)
 
-    def stage(name: str, build) -> SkeletonDataset:
-        folder = root / name
+    def stage(role: str, build) -> SkeletonDataset:
+        folder = where[role]
         return SkeletonDataset(folder) if (folder / "meta.json").is_file() else build(folder)
 
     raw = stage("raw", lambda out: prepare(skeletons, out, "synthetic", progress=progress))
-    occluded_raw = stage(
-        f"raw-{occlusion}-seed{seed}",
-        lambda out: occlude(raw, out, occlusion, seed=seed, progress=progress),
-    )
-    clean = stage(f"frame{frames}", lambda out: preprocess(raw, out, frames=frames, progress=progress))
-    occluded = stage(
-        f"frame{frames}-{occlusion}-seed{seed}",
-        lambda out: preprocess(occluded_raw, out, frames=frames, progress=progress),
-    )
+    occluded_raw = stage("occluded_raw", lambda out: occlude(raw, out, occlusion, seed=seed, progress=progress))
+    clean = stage("clean", lambda out: preprocess(raw, out, frames=frames, progress=progress))
+    occluded = stage("occluded", lambda out: preprocess(occluded_raw, out, frames=frames, progress=progress))
     return {"raw": raw, "occluded_raw": occluded_raw, "clean": clean, "occluded": occluded}
