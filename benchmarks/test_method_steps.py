@@ -14,8 +14,8 @@ outside the row's timer, the reference's step is timed (``extra_info``: ``refere
 ``OCCBENCH_BENCH_BATCH`` shrinks the batch for a quick check, ``OCCBENCH_BENCH_THREADS`` sets the CPU
 threads, ``OCCBENCH_BENCH_METHODS`` (comma-separated) picks methods. The ``cuda`` rows run when a GPU is
 present. ``test_summary`` prints samples per second of both and the median of the paired ratios per
-method and device; no goal is asserted (the encoder's is, in test_encoder_speed.py). About 7 minutes
-at batch 128 on 2 cores.
+method and device; no goal is asserted (the encoder's is, in test_encoder_speed.py). Its run time at
+batch 128 is in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -18,7 +18,10 @@ WHERE = f"""where things go (the same for every command):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as end:  # a usage error (already printed, in one line) or --help: its exit code
+        return end.code if isinstance(end.code, int) else 2
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -112,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", type=_names, help="e.g. synthetic/xsub or ntu60 (all its splits)")
     p.add_argument("--occlusion", help="realistic, random, inferred or none")
     p.add_argument("--profile", help="hyperparameter profile: paper or quick")
-    p.add_argument("--seeds", type=lambda text: [int(s) for s in _names(text)], help="e.g. 0,1,2")
+    p.add_argument("--seeds", type=_seeds, help=f"e.g. 0,1,2 (0 to {MAX_SEED})")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=DIR",
                    help="where a prepared dataset is, e.g. ntu60=~/data/occbench/ntu60")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
@@ -120,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--launcher", choices=["local", "slurm"], default="local",
                    help="local: this machine (default); slurm: one submitit job per stage")
-    p.add_argument("--slots", type=int, help="local: stages run in parallel (default: one per GPU; on CPU one per "
-                   "core, at most 4; 1: one after another in this process)")
-    p.add_argument("--gpus-per-cell", type=int, default=1,
+    p.add_argument("--slots", type=_positive, help="local: stages run in parallel (default: one per GPU; on CPU one "
+                   "per core, at most 4; 1: one after another in this process)")
+    p.add_argument("--gpus-per-cell", type=_positive, default=1,
                    help="processes per pretraining, data parallel through torchrun (one GPU each; gloo on CPU)")
     p.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
                    help="submitit parameter, e.g. slurm_partition=gpu timeout_min=600 (cluster=debug: in-process)")
@@ -264,7 +267,36 @@ def _key_value(item: str, option: str) -> tuple[str, object]:
 
 
 def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more comma-separated names, or all")
+    return names
+
+
+MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
+
+
+def _seeds(text: str) -> list[int]:
+    seeds = []
+    for item in _names(text):
+        try:
+            seed = int(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a whole number; e.g. --seeds 0,1,2") from None
+        if not 0 <= seed <= MAX_SEED:
+            raise argparse.ArgumentTypeError(f"{seed}: seeds go from 0 to {MAX_SEED}")
+        seeds.append(seed)
+    return seeds
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: use 1 or more")
+    return value
 
 
 def _run(args) -> None:

@@ -19,9 +19,26 @@ from mmengine.optim import CosineAnnealingLR, LinearLR, MultiStepLR, OptimWrappe
 
 from occbench import distributed
 from occbench.errors import OccbenchError
+from occbench.settings import ByType, flag, integer, listing, number, one_of
 
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
 PRECISIONS = ("fp32", "bf16")
+
+# The settings `fit` reads (occbench.settings): a pretraining's, and a trained protocol's optimizer and schedule.
+_ADAM = {"lr": number(0, above=True), "betas": listing(number(0, 1, below=True)), "eps": number(0, above=True),
+         "weight_decay": number(0), "amsgrad": flag()}
+OPTIMIZER = ByType({
+    "SGD": {"lr": number(0, above=True), "momentum": number(0, 1), "dampening": number(0, 1),
+            "weight_decay": number(0), "nesterov": flag()},
+    "Adam": _ADAM,
+    "AdamW": _ADAM,
+})
+SCHEDULE = ByType({
+    "step": {"milestones": listing(integer(0)), "gamma": number(0, above=True), "warmup_epochs": integer(0)},
+    "cosine": {"warmup_epochs": integer(0)},
+    "constant": {"warmup_epochs": integer(0)},
+})
+PRETRAIN = {"epochs": integer(0), "optimizer": OPTIMIZER, "schedule": SCHEDULE, "precision": one_of(*PRECISIONS)}
 
 
 def seed_everything(seed: int) -> torch.Generator:

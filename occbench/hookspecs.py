@@ -25,22 +25,25 @@ def occbench_register_methods(registry) -> None:
     """Add self-supervised pretraining methods: ``registry.add("name", MethodClass)``.
 
     A method class follows ``occbench.methods.Method``: it is built from its resolved settings and
-    an encoder, and returns its loss for a batch of views.
+    an encoder, and returns its loss for a batch of views. Its ``defaults`` name its settings and
+    ``schema`` gives their types and ranges (``occbench.settings``), checked when the grid is planned.
     """
 
 
 @hookspec
 def occbench_register_imputers(registry) -> None:
     """Add imputers: ``registry.add("name", imputer)``; an imputer fills the occluded joints of a
-    prepared dataset (see ``occbench.impute``)."""
+    prepared dataset (see ``occbench.impute``). Its ``defaults`` name its settings, typed by their values;
+    ``imputer.check_settings(settings)``, if it has one, is called instead when the grid is planned."""
 
 
 @hookspec
 def occbench_register_protocols(registry) -> None:
     """Add evaluation protocols: ``registry.add("name", fn)`` where ``fn(encoder, data, settings)``
-    returns a metrics dict (top-1, top-5, best and last epoch). If ``fn.settings`` is a set of names,
-    a profile setting outside it is an error when the grid is planned, before anything runs; so is a
-    value outside ``fn.choices[name]`` (a dict of name -> allowed values), if the protocol has one."""
+    returns a metrics dict (top-1, top-5, best and last epoch). ``fn.schema`` declares the settings it
+    reads (a dict of ``occbench.settings`` rules, e.g. ``{"k": integer(1)}``): a profile setting outside
+    it, of the wrong type or out of range is an error when the grid is planned, before anything runs.
+    (``fn.settings``, a set of names, checks the names only.)"""
 
 
 @hookspec

@@ -18,6 +18,7 @@ from occbench import distributed
 from occbench.data.batches import Batch
 from occbench.data.preprocess import bone, motion
 from occbench.errors import OccbenchError
+from occbench.settings import check, integer, number, one_of, typed_like
 
 STREAMS = ("joint", "motion", "bone")
 
@@ -68,6 +69,8 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     streams: ClassVar[tuple[str, ...]] = ("joint",)
     defaults: ClassVar[dict] = {}
+    # Types and ranges of the settings in `defaults` (occbench.settings); one left out is typed like its default.
+    schema: ClassVar[dict] = {}
 
     def __init__(self, settings: dict | None = None):
         super().__init__()
@@ -76,12 +79,17 @@ class Method(nn.Module):
         self.encoders = nn.ModuleDict({stream: self.build_encoder() for stream in self.streams})
 
     @classmethod
+    def settings_schema(cls) -> dict:
+        """Every setting the method reads; `encoder` holds its encoder's (hidden channels, dropout, ...)."""
+        from occbench.nn.stgcn import STGCN
+
+        return typed_like(cls.defaults, cls.schema) | {"encoder": STGCN.schema}
+
+    @classmethod
     def check_settings(cls, settings: dict, name: str = "") -> None:
-        """A setting the method does not have is a typo that would silently change nothing."""
-        unknown = sorted(set(settings) - set(cls.defaults) - {"encoder"})
-        if unknown:
-            raise OccbenchError(f"method {name or cls.name}: unknown setting {', '.join(unknown)}; "
-                                f"it has {', '.join(sorted(cls.defaults))} (and encoder)")
+        """A setting the method does not have is a typo that would silently change nothing; a value of the
+        wrong type or out of range would fail (or quietly misbehave) deep in training."""
+        check(cls.settings_schema(), settings, f"methods.{name or cls.name or cls.__name__}")
 
     def build_encoder(self) -> nn.Module:
         """One stream's encoder: the ST-GCN of every published method (a plugin may bring another one
@@ -118,6 +126,8 @@ class MoCoMethod(Method):
 
     defaults: ClassVar[dict] = {"queue_size": 32768, "momentum": 0.999, "temperature": 0.07, "feature_dim": 128,
                                 "init": "published"}
+    schema: ClassVar[dict] = {"queue_size": integer(1), "momentum": number(0, 1), "temperature": number(0, above=True),
+                              "feature_dim": integer(1), "init": one_of("published", "pytorch")}
 
     def __init__(self, settings: dict | None = None):
         super().__init__(settings)

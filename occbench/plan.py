@@ -18,6 +18,7 @@ from pathlib import Path
 from occbench import paths
 from occbench.catalogue import Catalogue, apply_overrides, merge
 from occbench.errors import OccbenchError
+from occbench.settings import ANY, DATA, check, typed_like, unknown
 from occbench.store import QUALITY_PROTOCOL
 
 
@@ -110,6 +111,7 @@ def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) ->
 def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]) -> list[Stage]:
     """Every stage of the grid, each once, dependencies before dependents."""
     profile = apply_overrides(catalogue.profile(grid.profile), grid.overrides)
+    check_profile(profile, catalogue, host)
     stages: dict[str, Stage] = {}
 
     def add(stage: Stage) -> Stage:
@@ -130,9 +132,6 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
         method_profile = dict(profile.get("methods", {}).get(method, {}))
         schedule = merge(profile["pretrain"], method_profile.pop("pretrain", {}))
         owner = host.methods.owner(method)
-        check = getattr(host.methods[method], "check_settings", None)
-        if check is not None:
-            check(method_profile, method)
         settings = {
             "method": method, "plugin": f"{owner.distribution} {owner.version}",
             "method_settings": {**method_profile, "encoder": profile.get("encoder", {})},
@@ -197,16 +196,80 @@ def _mark_overridden(stages: list[Stage], grid: Grid, catalogue: Catalogue, host
 
 def protocol_settings(profile: dict, catalogue: Catalogue, host, method: str, protocol: str) -> dict:
     settings = profile.get("protocols", {}).get(protocol, {})
-    where = f"protocols.{protocol}"
     if protocol == "linear":
         variant = catalogue.methods.get(method, {}).get("linear", "torchlight")
-        settings, where = {**settings[variant], "variant": variant}, f"{where}.{variant}"
-    known = getattr(host.protocols[protocol], "settings", None)
-    unknown = sorted(set(settings) - set(known)) if known is not None else []
-    if unknown:  # a typo would otherwise change nothing, silently
-        raise OccbenchError(f"{where}: unknown setting {', '.join(unknown)}; the protocol has "
-                            f"{', '.join(sorted(known))}")
-    for name, allowed in getattr(host.protocols[protocol], "choices", {}).items():
-        if name in settings and settings[name] not in allowed:
-            raise OccbenchError(f"{where}.{name}={settings[name]!r}: use {' or '.join(allowed)}")
+        settings = {**settings[variant], "variant": variant}
     return dict(settings)
+
+
+def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
+    """Every key of the resolved profile (the catalogue's, with --cfg-options) is a setting that some code
+    reads, with a value it allows; else a one-line error naming it, before any stage is planned.
+
+    A method, protocol or imputer section is checked against the plugin's own declaration when the
+    plugin is installed; a name the catalogue lists but no installed plugin registers is left alone
+    (its plugin may be disabled), any other name is a typo.
+    """
+    from occbench.engine import PRETRAIN
+    from occbench.nn.stgcn import STGCN
+
+    sections = {"data": DATA, "encoder": STGCN.schema, "pretrain": PRETRAIN,
+                "methods": None, "protocols": None, "imputers": None}
+    for key in profile:
+        if key not in sections:
+            raise OccbenchError(unknown(key, key, sections))
+    for key in ("data", "encoder", "pretrain"):
+        check(sections[key], profile.get(key, {}), key)
+    for kind in ("methods", "protocols", "imputers"):
+        entries = profile.get(kind) or {}
+        for name, section in entries.items():
+            where = f"{kind}.{name}"
+            if name not in host.registries[kind]:
+                if name in getattr(catalogue, kind):
+                    continue
+                known = dict.fromkeys([*getattr(catalogue, kind), *host.registries[kind].names()])
+                raise OccbenchError(unknown(where, name, known).replace("unknown setting",
+                                                                                   f"unknown {kind[:-1]}"))
+            if not isinstance(section, dict):
+                raise OccbenchError(f"{where}={section!r}: expected a mapping of settings")
+            CHECKS[kind](host.registries[kind][name], section, where, profile, catalogue)
+
+
+def _check_method(cls, section: dict, where: str, profile: dict, catalogue: Catalogue) -> None:
+    schema = cls.settings_schema() if hasattr(cls, "settings_schema") else typed_like(cls.defaults)
+    # encoder: the profile's, for every method alike (a method's own would be ignored); pretrain: below
+    check({key: rule for key, rule in schema.items() if key != "encoder"} | {"pretrain": ANY}, section, where)
+    if "pretrain" in section:  # the method's own schedule, over the profile's
+        from occbench.engine import PRETRAIN
+
+        check(PRETRAIN, merge(profile["pretrain"], section["pretrain"]), f"{where}.pretrain")
+
+
+def _check_protocol(fn, section: dict, where: str, profile: dict, catalogue: Catalogue) -> None:
+    schema = getattr(fn, "schema", None)
+    if schema is None and getattr(fn, "settings", None) is not None:
+        schema = dict.fromkeys(fn.settings, ANY)
+    if schema is None:
+        return
+    if where == "protocols.linear":  # one recipe per variant the catalogue's methods name
+        variants = {entry.get("linear", "torchlight") for entry in catalogue.methods.values()}
+        for variant, recipe in section.items():
+            if variant not in variants:
+                raise OccbenchError(unknown(f"{where}.{variant}", variant, dict.fromkeys(sorted(variants))))
+            check(schema, recipe, f"{where}.{variant}")
+        return
+    check(schema, section, where)
+
+
+def _check_imputer(imputer, section: dict, where: str, profile: dict, catalogue: Catalogue) -> None:
+    own_check = getattr(imputer, "check_settings", None)
+    if own_check is None:
+        check(typed_like(getattr(imputer, "defaults", {})), section, where)
+        return
+    try:
+        own_check(section)
+    except OccbenchError as err:
+        raise OccbenchError(f"{where}: {err}") from None
+
+
+CHECKS = {"methods": _check_method, "protocols": _check_protocol, "imputers": _check_imputer}

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from occbench.augment import extreme_view, normal_view
 from occbench.hookspecs import hookimpl
 from occbench.methods import MoCoMethod, info_nce, mining_started, multi_positive_nce
+from occbench.settings import integer, number
 
 
 @torch.no_grad()
@@ -84,6 +85,8 @@ class AimCLR(MoCoMethod):
         "energy_lambda": 1e-4,
         "published_quirks": False,
     }
+    schema = {**MoCoMethod.schema, "shear_amplitude": number(0), "mining_epoch": integer(0), "topk": integer(1),
+              "keep_threshold": number(0, 1), "energy_lambda": number(0)}
 
     def extreme_queries(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q_e and q_ed: the extreme view's plain and EADM-dropped feature map, pooled, through the query head."""

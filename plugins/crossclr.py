@@ -41,6 +41,7 @@ from torch import nn
 from occbench.augment import normal_view
 from occbench.hookspecs import hookimpl
 from occbench.methods import MoCoMethod, info_nce, mining_started, multi_positive_nce
+from occbench.settings import integer, number
 
 
 def cross_view_loss(
@@ -76,6 +77,7 @@ class CrosSCLR(MoCoMethod):
         "context": True,
         "published_quirks": False,
     }
+    schema = {**MoCoMethod.schema, "shear_amplitude": number(0), "cross_epoch": integer(0), "topk": integer(1)}
 
     def __init__(self, settings: dict | None = None):
         super().__init__(settings)

@@ -22,7 +22,8 @@ encoder pretrained on the non-imputed occluded data and shared by every method) 
 from __future__ import annotations
 
 from occbench.hookspecs import hookimpl
-from occbench.impute import KNN_DEFAULTS, RANDOM_DEFAULTS, check_settings, impute_split
+from occbench.impute import KNN_DEFAULTS, RANDOM_DEFAULTS, impute_split
+from occbench.impute import check_settings as resolve_settings
 
 
 class _Imputer:
@@ -32,9 +33,13 @@ class _Imputer:
 
     def __call__(self, raw, frames, split, out, settings=None, seed=0, embed=None, progress=False,
                  overwrite=False):
-        settings = check_settings(self.name, settings)
+        settings = resolve_settings(self.name, settings)
         source = raw if raw is not None else frames
         return impute_split(source, frames, split, out, self.name, settings, seed, embed, progress, overwrite)
+
+    def check_settings(self, settings: dict) -> None:
+        """Called when a grid is planned: an unknown or ill-typed setting fails before anything runs."""
+        resolve_settings(self.name, settings)
 
     def __repr__(self) -> str:
         return f"<imputer {self.name}>"
@@ -47,7 +52,7 @@ class NoImputer(_Imputer):
 
     def __call__(self, raw, frames, split, out, settings=None, seed=0, embed=None, progress=False,
                  overwrite=False):
-        check_settings(self.name, settings)
+        resolve_settings(self.name, settings)
         return raw if raw is not None else frames
 
 

@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from occbench.data.batches import DeviceData, EvalData
-from occbench.engine import calibrate_batch_norm, fit
+from occbench.engine import OPTIMIZER, SCHEDULE, calibrate_batch_norm, fit
 from occbench.errors import OccbenchError
 from occbench.hookspecs import hookimpl
+from occbench.settings import integer, number, one_of, text
 
 # The values of the settings that choose; the first is the default (the published behaviour).
 CHOICES = {"batch_norm": ("encoder", "recompute"), "features": ("raw", "standardized")}
@@ -169,14 +170,14 @@ def knn(encoder: nn.Module, data: EvalData, settings: dict) -> dict:
     return {"top1": top1, "top5": top5, "top1_last": top1, "top5_last": top5, "best_epoch": 0, "epochs": 0}
 
 
-# The settings each protocol reads (checked when a grid is planned: see hookspecs).
-TRAINING = {"epochs", "batch_size", "optimizer", "schedule", "eval_every"}
-linear.choices = {name: CHOICES[name] for name in ("batch_norm", "features")}
-knn.choices = {"batch_norm": CHOICES["batch_norm"]}
-linear.settings = TRAINING | {"variant"} | set(linear.choices)
-finetune.settings = TRAINING
-semi.settings = TRAINING | {"label_fraction"}
-knn.settings = {"k", "temperature"} | set(knn.choices)
+# The settings each protocol reads, with their types and ranges (checked when a grid is planned).
+TRAINING = {"epochs": integer(1), "batch_size": integer(1), "optimizer": OPTIMIZER, "schedule": SCHEDULE,
+            "eval_every": integer(1)}
+FROZEN = {"batch_norm": one_of(*CHOICES["batch_norm"])}
+linear.schema = {**TRAINING, **FROZEN, "variant": text(), "features": one_of(*CHOICES["features"])}
+finetune.schema = TRAINING
+semi.schema = {**TRAINING, "label_fraction": number(0, 1, above=True)}
+knn.schema = {**FROZEN, "k": integer(1), "temperature": number(0, above=True)}
 
 
 @hookimpl

@@ -43,6 +43,7 @@ from occbench.data.preprocess import bone, motion
 from occbench.errors import OccbenchError
 from occbench.hookspecs import hookimpl
 from occbench.methods import Method, barlow_twins_loss
+from occbench.settings import integer, number
 
 
 def graph_degrees() -> torch.Tensor:
@@ -104,6 +105,8 @@ class PSTL(Method):
     name = "pstl"
     defaults: ClassVar[dict] = {"projector_dim": 6144, "lambd": 2e-4, "mask_joint": 8, "mask_frame": 10,
                                 "shear_amplitude": 1.0}
+    schema: ClassVar[dict] = {"projector_dim": integer(1), "lambd": number(0), "mask_joint": integer(0, NUM_JOINTS),
+                              "mask_frame": integer(0), "shear_amplitude": number(0)}
 
     def __init__(self, settings: dict | None = None):
         super().__init__(settings)

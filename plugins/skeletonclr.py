@@ -8,11 +8,13 @@ MLP head, the key view through the momentum encoder; InfoNCE against a queue of 
 from occbench.augment import normal_view
 from occbench.hookspecs import hookimpl
 from occbench.methods import MoCoMethod, info_nce
+from occbench.settings import number
 
 
 class SkeletonCLR(MoCoMethod):
     name = "skeletonclr"
     defaults = {**MoCoMethod.defaults, "shear_amplitude": 0.5}
+    schema = {**MoCoMethod.schema, "shear_amplitude": number(0)}
 
     def training_step(self, batch, epoch, generator):
         shear = self.settings["shear_amplitude"]

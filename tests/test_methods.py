@@ -18,7 +18,7 @@ def head_weight_std(init: str) -> float:
 def test_moco_init_is_the_published_one_unless_pytorch_is_asked_for():
     assert head_weight_std("published") == pytest.approx(0.02, rel=0.1)
     assert head_weight_std("pytorch") == pytest.approx(1 / 16**0.5 / 3**0.5, rel=0.1)  # kaiming-uniform bound 1/4
-    with pytest.raises(OccbenchError, match="init 'xavier': use published or pytorch"):
+    with pytest.raises(OccbenchError, match="methods.MoCoMethod.init='xavier': use published or pytorch"):
         MoCoMethod({**SMALL, "init": "xavier"})
 
 

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from occbench.errors import OccbenchError
 from occbench.nn.graph import ntu_adjacency
+from occbench.settings import flag, integer, number
 
 TEMPORAL_KERNEL = 9
 
@@ -480,6 +481,9 @@ class STGCN(nn.Module):
     """
 
     feature_dim = 256
+    # What a profile's `encoder` section may set (occbench.settings).
+    schema = {"hidden_channels": integer(1), "hidden_dim": integer(1), "dropout": number(0, 1, below=True),
+              "edge_importance": flag()}
 
     def __init__(
         self,

@@ -1,0 +1,127 @@
+"""Every setting of a profile and of --cfg-options is checked when a grid is planned: unknown keys at
+any depth, wrong types and out-of-range values are one-line errors naming the key (issue: nothing
+silently wrong). Planned against the built-in catalogue and plugins, so nothing trains here."""
+
+import pytest
+
+from occbench.catalogue import load_catalogue
+from occbench.cli import main
+from occbench.errors import OccbenchError
+from occbench.plan import build_stages, resolve_grid
+from occbench.plugins import load_plugins
+from occbench.settings import ByType, check, integer, listing, number, one_of, typed_like
+
+
+@pytest.fixture(scope="module")
+def planner():
+    catalogue, host = load_catalogue(), load_plugins()
+
+    def plan(*overrides: str, profile: str = "quick"):
+        grid = resolve_grid(catalogue, host, profile=profile, overrides=list(overrides))
+        return build_stages(grid, catalogue, host, {})
+
+    return plan
+
+
+BAD = [
+    # misspelt keys, at every depth, with the nearest valid spelling
+    ("pretrian.epochs=1", "pretrian: unknown setting; did you mean pretrain?"),
+    ("pretrain.epoch=1", "pretrain.epoch: unknown setting; did you mean pretrain.epochs?"),
+    ("data.batchsize=8", "data.batchsize: unknown setting; did you mean data.batch_size?"),
+    ("pretrain.schedule.milestone=[1]", "pretrain.schedule.milestone: unknown setting; did you mean "
+                                        "pretrain.schedule.milestones?"),
+    ("pretrain.optimizer.momentun=0.8", "did you mean pretrain.optimizer.momentum?"),
+    ("encoder.hiden_dim=8", "encoder.hiden_dim: unknown setting; did you mean encoder.hidden_dim?"),
+    ("methods.skeletonclrr.queue_size=64", "methods.skeletonclrr: unknown method; did you mean methods.skeletonclr?"),
+    ("methods.skeletonclr.queue=64", "methods.skeletonclr.queue: unknown setting; did you mean "
+                                     "methods.skeletonclr.queue_size?"),
+    ("methods.pstl.pretrain.epoch=1", "methods.pstl.pretrain.epoch: unknown setting"),
+    ("methods.pstl.encoder.dropout=0.1", "methods.pstl.encoder: unknown setting"),
+    ("protocols.linaer.torchlight.epochs=3", "protocols.linaer: unknown protocol; did you mean protocols.linear?"),
+    ("protocols.linear.torchlite.epochs=3", "protocols.linear.torchlite: unknown setting; did you mean "
+                                            "protocols.linear.torchlight?"),
+    ("protocols.semi10.label_fractoin=0.2", "did you mean protocols.semi10.label_fraction?"),
+    ("imputers.knn.k=3", "imputers.knn: unknown setting 'k'"),
+    ("imputers.knnn.n_neighbors=3", "imputers.knnn: unknown imputer; did you mean imputers.knn?"),
+    ("pretrain.optimizer.betas=[0.9]", "pretrain.optimizer.betas: unknown setting"),  # SGD has no betas
+    # wrong types
+    ("pretrain.epochs=abc", "pretrain.epochs='abc': expected an integer >= 0"),
+    ("pretrain.epochs=1.5", "pretrain.epochs=1.5: expected an integer >= 0"),
+    ("pretrain.epochs=true", "pretrain.epochs=True: expected an integer"),
+    ("pretrain.optimizer.nesterov=1", "pretrain.optimizer.nesterov=1: expected true or false"),
+    ("pretrain.schedule.milestones=3", "pretrain.schedule.milestones=3: expected a list"),
+    ("pretrain.schedule.milestones=[1.5]", "pretrain.schedule.milestones[0]=1.5: expected an integer"),
+    ("pretrain=3", "pretrain=3: expected a mapping"),
+    ("methods.skeletonclr.init=torch", "methods.skeletonclr.init='torch': use published or pytorch"),
+    ("pretrain.optimizer.type=Adagrad", "pretrain.optimizer.type='Adagrad': use one of SGD, Adam, AdamW"),
+    ("pretrain.precision=fp16", "pretrain.precision='fp16': use fp32 or bf16"),
+    ("protocols.linear.pstl.features=normalised", "protocols.linear.pstl.features='normalised': use raw or "
+                                                  "standardized"),
+    # out of range
+    ("pretrain.epochs=-1", "pretrain.epochs=-1: out of range"),
+    ("data.batch_size=0", "data.batch_size=0: out of range; expected an integer >= 1"),
+    ("data.batch_size=-4", "data.batch_size=-4: out of range"),
+    ("data.frames=0", "data.frames=0: out of range"),
+    ("encoder.hidden_dim=0", "encoder.hidden_dim=0: out of range"),
+    ("encoder.dropout=1.0", "encoder.dropout=1.0: out of range; expected a number in [0, 1)"),
+    ("methods.skeletonclr.queue_size=0", "methods.skeletonclr.queue_size=0: out of range"),
+    ("methods.skeletonclr.momentum=1.5", "methods.skeletonclr.momentum=1.5: out of range"),
+    ("methods.skeletonclr.temperature=0", "methods.skeletonclr.temperature=0: out of range; expected a number > 0"),
+    ("methods.pstl.mask_joint=26", "methods.pstl.mask_joint=26: out of range; expected an integer in [0, 25]"),
+    ("pretrain.optimizer.lr=-0.1", "pretrain.optimizer.lr=-0.1: out of range; expected a number > 0"),
+    ("methods.pstl.pretrain.optimizer.lr=0", "methods.pstl.pretrain.optimizer.lr=0: out of range"),
+    ("protocols.semi1.label_fraction=0", "protocols.semi1.label_fraction=0: out of range"),
+    ("protocols.knn.k=0", "protocols.knn.k=0: out of range"),
+    ("imputers.knn.n_neighbors=0", "imputers.knn: n_neighbors 0: give a whole number >= 1"),
+    ("pretrain.optimizer.lr=1e999", "pretrain.optimizer.lr=inf: expected a finite number"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD, ids=[override for override, _ in BAD])
+def test_a_bad_override_is_a_one_line_error_before_planning(planner, override, message):
+    with pytest.raises(OccbenchError) as caught:
+        planner(override)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("override", ["pretrain.epochs=10", "data.batch_size=16", "pretrain.optimizer.lr=1",
+                                      "methods.pstl.lambd=1e-3", "pretrain.precision=bf16",
+                                      "pretrain.schedule.milestones=[1, 2]", "encoder.dropout=0",
+                                      "imputers.knn.clusters=7", "protocols.linear.torchlight.epochs=3",
+                                      "methods.pstl.pretrain.schedule.warmup_epochs=0"])
+def test_valid_overrides_plan(planner, override):
+    assert planner(override)
+
+
+def test_both_profiles_are_valid_as_shipped(planner):
+    assert planner(profile="paper") and planner(profile="quick")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods="], "give one or more comma-separated names"),
+    (["--imputers", ","], "give one or more comma-separated names"),
+    (["--seeds", "99999999999999999999"], "seeds go from 0 to 4294967295"),
+    (["--seeds", "-1"], "seeds go from 0 to"),
+    (["--seeds", "0,x"], "'x' is not a whole number"),
+    (["--gpus-per-cell", "0"], "--gpus-per-cell: 0: use 1 or more"),
+    (["--slots", "-2"], "--slots: -2: use 1 or more"),
+])
+def test_bad_grid_options_are_one_line_errors(capsys, argv, message):
+    assert main(["run", "--dry-run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_the_schema_checks_lists_variants_and_typed_defaults():
+    schema = {"lr": number(0, above=True), "steps": listing(integer(1)), "mode": one_of("a", "b"),
+              "opt": ByType({"SGD": {"momentum": number(0, 1)}, "Adam": {"eps": number(0, above=True)}})}
+    check(schema, {"lr": 1, "steps": [1, 2], "mode": "a", "opt": {"type": "Adam", "eps": 1e-8}}, "x")
+    for bad, words in [({"steps": [0]}, "x.steps[0]=0: out of range"), ({"opt": {"type": "SGD", "eps": 1.0}},
+                       "x.opt.eps: unknown setting"), ({"opt": {"momentum": 0.9}}, "x.opt.type=None: use one of")]:
+        with pytest.raises(OccbenchError, match=words.replace("[", r"\[").replace("]", r"\]")):
+            check(schema, bad, "x")
+    typed = typed_like({"n": 3, "scale": 0.5, "name": "a", "on": True})
+    check(typed, {"n": 4, "scale": 2, "name": "b", "on": False}, "y")  # an int is a valid number
+    for bad in ({"n": 2.5}, {"scale": "big"}, {"name": 3}, {"on": 1}):
+        with pytest.raises(OccbenchError):
+            check(typed, bad, "y")
