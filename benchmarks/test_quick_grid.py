@@ -1,6 +1,7 @@
 """Wall time of the quick grid: `occbench run` with no arguments, from an empty cache, data generation included.
 
-Opt-in (it runs the grid twice; docs/benchmarks.md has its times): ``OCCBENCH_BENCH_GRID=1 python -m pytest benchmarks/test_quick_grid.py -s``.
+Opt-in, since it runs the grid twice (docs/benchmarks.md has its times):
+``OCCBENCH_BENCH_GRID=1 python -m pytest benchmarks/test_quick_grid.py -s``.
 It runs the real command in a fresh process with a fresh OCCBENCH_HOME and results folder, once
 (pytest-benchmark pedantic, one round), and prints the time of each stage kind from the stage records.
 The baseline, in the same run: the same command with ``--slots 1`` (every stage in one process, all
