@@ -324,10 +324,8 @@ def _run(args) -> None:
 def _execute(stages, work, args, host, grid) -> None:
     import torch
 
-    from occbench.launchers import default_slots, run_local, submit_slurm
-    from occbench.report import render
+    from occbench.launchers import default_slots, failure_summary, run_local, submit_slurm
     from occbench.runner import Context, is_done, run_stage
-    from occbench.store import records_frame
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.slots is not None and args.slots < 1:
@@ -354,8 +352,19 @@ def _execute(stages, work, args, host, grid) -> None:
             return
         for job in jobs.values():  # the debug cluster runs each job when asked for its result
             job.result()
+        failures = []
     else:
-        run_local(stages, context, slots=slots, gpus_per_cell=args.gpus_per_cell)
+        failures = run_local(stages, context, slots=slots, gpus_per_cell=args.gpus_per_cell)
+    if any(stage.kind == "evaluate" and is_done(stage, context) for stage in stages):
+        _print_tables(stages, args, grid)
+    if failures:
+        raise OccbenchError(failure_summary(failures, stages, context))
+
+
+def _print_tables(stages, args, grid) -> None:
+    from occbench.report import render
+    from occbench.store import records_frame
+
     frame = records_frame(args.results)
 
     def profiles(kind: str) -> list[str]:  # the profile, or it with --cfg-options where they changed a cell

@@ -22,7 +22,7 @@ import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partialmethod
 from pathlib import Path
 
@@ -36,26 +36,58 @@ from occbench.runner import Context, is_done, run_stage
 LAUNCHERS = ("local", "slurm")
 
 
-def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_cell: int = 1) -> None:
+@dataclass
+class Failure:
+    stage: Stage
+    error: BaseException
+
+
+def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_cell: int = 1) -> list[Failure]:
+    """Run every stage not yet done; returns the stages that failed. A failed stage (an OccbenchError: a
+    NaN loss, a bad input) stops only the stages that need it, so the rest of the grid still finishes;
+    any other exception is a bug and is raised once the running stages are done."""
     todo = [stage for stage in stages if not is_done(stage, context)]
     bar = tqdm(total=len(stages), initial=len(stages) - len(todo), desc="grid", unit="stage", disable=None)
+    failures: list[Failure] = []
+    blocked: set[str] = set()  # keys of stages that failed, or need one that did
+
+    def runnable(stage: Stage) -> bool:
+        if any(need.key in blocked for need in stage.needs):
+            blocked.add(stage.key)
+            bar.write(f"skip  {stage.label}  (a stage it needs failed)")
+            return False
+        return True
+
+    def finish(stage: Stage, outcome) -> None:
+        if isinstance(outcome, BaseException):
+            failures.append(Failure(stage, outcome))
+            blocked.add(stage.key)
+            bar.write(f"FAIL  {stage.label}: {outcome}")
+            return
+        bar.update()
+        bar.write(f"done  {stage.label}  ({outcome.get('wall_seconds', 0):.0f} s)")
+
     if slots <= 1:
-        for stage in todo:
-            run_stage(stage, context)
-            bar.update()
-        return
+        for stage in filter(runnable, todo):
+            try:
+                finish(stage, run_stage(stage, context))
+            except OccbenchError as err:
+                finish(stage, err)
+        return _reported(failures)
     spawn = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     claims = spawn.Queue()
     for slot in range(slots):
         claims.put(slot)
     devices = _slot_devices(context.device, slots, gpus_per_cell)
     threads = max(1, (os.cpu_count() or 1) // slots)
-    failures: list[BaseException] = []
+    broken = False
     with ProcessPoolExecutor(slots, mp_context=spawn, initializer=_claim_slot,
                              initargs=(claims, devices, threads, os.getpid())) as pool:
         running: dict = {}
         while todo or running:
-            ready = [s for s in todo if all(is_done(need, context) for need in s.needs)] if not failures else []
+            waiting = [s for s in todo if s.key not in blocked and not broken]
+            todo = [s for s in waiting if runnable(s)]
+            ready = [s for s in todo if all(is_done(need, context) for need in s.needs)]
             for stage in ready:
                 todo.remove(stage)
                 running[pool.submit(run_stage, stage, context)] = stage  # each worker reloads the plugins
@@ -65,21 +97,34 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
             for future in finished:
                 stage = running.pop(future)
                 try:
-                    result = future.result()
+                    finish(stage, future.result())
                 except BrokenProcessPool:
-                    failures.append(OccbenchError(
-                        f"{stage.label}: a worker process died (killed, or out of memory?); finished stages "
-                        f"are kept: re-run to continue, with --slots 1 if memory is short"))
-                    continue
-                except BaseException as err:  # let the other slots finish what they started, then report
-                    failures.append(err)
-                    continue
-                bar.update()
-                bar.write(f"done  {stage.label}  ({result.get('wall_seconds', 0):.0f} s)")
-    if failures:
-        raise failures[0]
-    if todo:
-        raise OccbenchError(f"{len(todo)} stages could not start: a stage they need did not finish")
+                    if not broken:  # the pool is gone with every stage in it: nothing more can start
+                        finish(stage, OccbenchError("a worker process died (killed, or out of memory?); use "
+                                                    "--slots 1 if memory is short"))
+                    broken = True
+                except Exception as err:  # noqa: BLE001 (the other slots finish what they started first)
+                    finish(stage, err)
+    return _reported(failures)
+
+
+def _reported(failures: list[Failure]) -> list[Failure]:
+    bugs = [failure.error for failure in failures if not isinstance(failure.error, OccbenchError)]
+    if bugs:
+        raise bugs[0]
+    return failures
+
+
+def failure_summary(failures: list[Failure], stages: list[Stage], context: Context) -> str:
+    """One line for the grid, one per failed stage: what `occbench run` ends with when stages failed."""
+    not_run = [stage for stage in stages if not is_done(stage, context)
+               and stage.key not in {failure.stage.key for failure in failures}]
+    grid = (f"{len(failures)} of {len(stages)} stages failed"
+            + (f", {len(not_run)} more did not run" if not_run else "")
+            + "; finished stages are kept: fix the cause and re-run to continue")
+    if len(failures) == 1:
+        return f"{failures[0].stage.label}: {failures[0].error} ({grid})"
+    return "\n".join([grid, *(f"  {failure.stage.label}: {failure.error}" for failure in failures)])
 
 
 def default_slots(todo: list[Stage], device: str, gpus_per_cell: int = 1) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -330,7 +331,12 @@ def _evaluate(stage: Stage, context: Context) -> dict:
     generator = seed_everything(s["seed"])
     protocol = context.host.protocols[s["protocol"]]
     eval_data = EvalData(train, val, data.num_class, generator, stage.label if context.progress else None)
-    return {"metrics": protocol(encoder, eval_data, s["settings"])}
+    metrics = protocol(encoder, eval_data, s["settings"])
+    for name, value in metrics.items():  # a diverged probe is a failed stage, never a result
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OccbenchError(f"{name} is {value}: the {s['protocol']} protocol diverged and nothing is recorded; "
+                                f"lower its learning rate (--cfg-options protocols.{s['protocol']}...optimizer.lr=...)")
+    return {"metrics": metrics}
 
 
 def _record(stage: Stage, context: Context, result: dict) -> dict:

@@ -63,6 +63,9 @@ def make_record(cell: dict, metrics: dict, config: dict | None, provenance: dict
     fields = QUALITY_FIELDS if cell.get("protocol") == QUALITY_PROTOCOL else METRIC_FIELDS
     if fields[0] not in metrics:
         raise OccbenchError(f"record metrics lack {fields[0]!r}")
+    for name, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OccbenchError(f"record metric {name} is {value}: a result that is not a number is never recorded")
     record = {
         "schema": SCHEMA,
         "cell": {field: cell.get(field) for field in CELL_FIELDS} | _extra(cell, CELL_FIELDS),

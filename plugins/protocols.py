@@ -54,7 +54,11 @@ def topk_accuracy(logits: torch.Tensor, label: torch.Tensor, k: int) -> float:
 @torch.no_grad()
 def predict(model: nn.Module, data: DeviceData, batch_size: int = 256) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(x) for x in data.inputs(batch_size)])
+    out = torch.cat([model(x) for x in data.inputs(batch_size)])
+    if not torch.isfinite(out).all():
+        raise OccbenchError("the encoder gives NaN or infinite features: its pretraining diverged, or its "
+                            "input holds NaN; nothing is recorded")
+    return out
 
 
 def summarise(history: list[dict]) -> dict:

@@ -249,3 +249,35 @@ def test_records_are_named_after_their_cells_and_a_rerun_replaces_them(tiny_grid
     for name in names:
         record = json.loads((tmp_path / "results" / name).read_text())
         assert record["config"]["evaluate"]["settings"]["features"] == "raw"
+
+
+def test_a_nan_loss_fails_its_stage_records_nothing_and_the_rest_of_the_grid_finishes(tiny_grid, capsys,
+                                                                                       monkeypatch):
+    """The tiny method diverges, SkeletonCLR in the same grid does not: the failure names its stage, the
+    other method's cell is recorded, the run exits non-zero; a re-run computes only what failed."""
+    tmp_path, _, args = tiny_grid
+    args[args.index("--seeds") + 1] = "0"
+    args[args.index("--methods") + 1] = "tinyclr,skeletonclr"
+    monkeypatch.setenv("TINY_NAN", "0.07")  # the default temperature diverges
+    assert main([*args, "methods.skeletonclr.queue_size=64", "--slots", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("occbench: error: pretrain tinyclr none synthetic/xsub seed0: loss became nan at epoch 0")
+    assert "(1 of 5 stages failed, 1 more did not run; finished stages are kept" in err and len(err.splitlines()) == 1
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    assert [record["cell"]["method"] for record in records] == ["skeletonclr"]  # nothing of the failed cell
+    monkeypatch.delenv("TINY_NAN")
+    done = len(events(tmp_path, "finished"))
+    assert main([*args, "methods.skeletonclr.queue_size=64", "--slots", "1"]) == 0
+    assert [kind for kind, *_ in events(tmp_path, "finished")[done:]] == ["pretrain", "evaluate"]
+    assert len(list((tmp_path / "results").glob("*.json"))) == 2
+
+
+def test_nan_features_fail_the_evaluation_and_record_nothing(tiny_grid, capsys, monkeypatch):
+    tmp_path, _, args = tiny_grid
+    monkeypatch.setenv("TINY_NAN_FEATURES", "1")
+    assert main([*args, "--slots", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 5 stages failed" in err and "evaluate linear tinyclr none synthetic/xsub seed0: " in err
+    assert "the encoder gives NaN or infinite features" in err and "Traceback" not in err
+    assert not list((tmp_path / "results").glob("*.json"))
+    assert [kind for kind, *_ in events(tmp_path, "finished")] == ["data", "pretrain", "pretrain"]

@@ -74,12 +74,12 @@ def test_a_failed_overwrite_keeps_the_previous_record(tmp_path, monkeypatch):
 
 
 def test_awkward_values_are_written_as_strict_json(tmp_path):
-    record = a_record(top1=float("nan"))
+    record = a_record(top1=12.5)  # a non-finite metric is refused (test_a_non_finite_metric_is_never_a_record)
     record["config"] = {"root": Path("/data"), "lr": np.float32(0.5), "shape": (3, 50), "tags": {"b", "a"},
                         "mean": np.array([1.0, 2.0]), "loss": float("inf")}
     text = write_record(record, tmp_path).read_text()
     loaded = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the file"))
-    assert loaded["metrics"]["top1"] is None
+    assert loaded["metrics"]["top1"] == 12.5
     assert loaded["config"] == {"root": "/data", "lr": 0.5, "shape": [3, 50], "tags": ["a", "b"],
                                 "mean": [1.0, 2.0], "loss": None}
 
@@ -161,3 +161,11 @@ def test_git_commit_is_none_outside_a_repository(tmp_path):
 def test_importing_store_imports_neither_torch_nor_pandas():
     code = "import occbench.store, sys; assert 'torch' not in sys.modules and 'pandas' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_metric_is_never_a_record(value):
+    with pytest.raises(OccbenchError, match="is never recorded"):
+        make_record(a_record()["cell"], {"top1": value}, {}, {})
+    with pytest.raises(OccbenchError, match="top5"):
+        make_record(a_record()["cell"], {"top1": 50.0, "top5": value}, {}, {})

@@ -25,7 +25,10 @@ TINY = """
             self.fc = nn.Linear(75, 16)
 
         def forward(self, x):
-            return self.fc(x.mean(dim=(2, 4)).flatten(1))
+            features = self.fc(x.mean(dim=(2, 4)).flatten(1))
+            if os.environ.get("TINY_NAN_FEATURES") and not self.training:  # as a broken evaluation encoder
+                features = features * float("nan")
+            return features
 
 
     class TinyCLR(MoCoMethod):
@@ -54,6 +57,8 @@ TINY = """
             q = self.query(normal_view(batch.x, generator=generator), "joint")
             k = self.key(normal_view(batch.x, generator=generator), "joint")
             loss = info_nce(self.logits(q, k, "joint"))
+            if os.environ.get("TINY_NAN") and self.settings["temperature"] == float(os.environ["TINY_NAN"]):
+                loss = loss * float("nan")  # as a diverged run
             self.enqueue(k, "joint")
             return {"loss": loss}
 

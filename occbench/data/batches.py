@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from occbench.data.dataset import Part
+from occbench.errors import OccbenchError
 
 
 @dataclass
@@ -39,6 +40,10 @@ class DeviceData:
 
     def __init__(self, part: Part, device: str | torch.device = "cpu", missing: np.ndarray | None = None):
         self.device = torch.device(device)
+        if not np.isfinite(part.data).all():
+            bad = part.names[int(np.flatnonzero(~np.isfinite(part.data).reshape(len(part), -1).all(axis=1))[0])]
+            raise OccbenchError(f"sample {bad} (and maybe others) holds NaN or infinite coordinates: prepare the "
+                                "data again, or import it with the occluded joints as 0")
         self.x = torch.as_tensor(np.ascontiguousarray(part.data), device=self.device)
         self.mask = torch.as_tensor(part.mask, device=self.device)
         self.label = torch.as_tensor(part.label, dtype=torch.long, device=self.device)
