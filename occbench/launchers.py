@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -184,7 +185,11 @@ def submit_slurm(stages: list[Stage], context: Context, folder: Path, options: d
     import submitit
 
     options = dict(options)
-    executor = submitit.AutoExecutor(folder=folder, cluster=options.pop("cluster", None))
+    cluster = options.pop("cluster", None)
+    if cluster is None and shutil.which("sbatch") is None:  # submitit would quietly run every job here at once
+        raise OccbenchError("--launcher slurm: no Slurm on this machine (sbatch not found); run from a Slurm login "
+                            "node, use --launcher local, or test the jobs in-process with --slurm-option cluster=debug")
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     if context.device.startswith("cuda"):
         options.setdefault("gpus_per_node", gpus_per_cell)
     extra = dict(options.pop("slurm_additional_parameters", {}))

@@ -55,7 +55,20 @@ FILE_OUTPUTS = ("raw", "frames", "encoder")
 
 
 def is_done(stage: Stage, context: Context) -> bool:
-    return (stage.folder(context.work) / paths.DONE).is_file()
+    """The stage's done-marker is there and whole (an evaluation's holds its record): a truncated or
+    emptied marker is removed, and the stage computed again rather than reported done without a result."""
+    marker = stage.folder(context.work) / paths.DONE
+    if not marker.is_file():
+        return False
+    try:
+        result = json.loads(marker.read_text())
+        whole = isinstance(result, dict) and (stage.kind != "evaluate" or bool(result.get("records")))
+    except (OSError, UnicodeDecodeError, ValueError):
+        whole = False
+    if not whole:
+        print(f"{stage.label}: its done-marker {marker} is damaged; computing the stage again", flush=True)
+        marker.unlink(missing_ok=True)
+    return whole
 
 
 def output(stage: Stage, context: Context) -> dict:

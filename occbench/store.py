@@ -45,6 +45,7 @@ CELL_FIELDS = ("method", "stream", "imputer", "dataset", "split", "occlusion", "
 METRIC_FIELDS = ("top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs")
 QUALITY_PROTOCOL = "imputation"  # the protocol of imputation-quality records
 QUALITY_FIELDS = ("mpjpe", "mpjpe_train", "count", "per_joint")
+NUMBERS = ("top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs", "mpjpe", "mpjpe_train", "count")
 # Provenance fields copied into the flat rows of `records_frame`; the rest (plugins, ...) stay nested.
 PROVENANCE_COLUMNS = ("source", "citation", "note", "occbench", "torch", "git", "device", "world_size",
                       "global_batch", "wall_seconds", "finished")
@@ -96,6 +97,14 @@ def check_record(record: Any) -> None:
     needed = "mpjpe" if record["cell"]["protocol"] == QUALITY_PROTOCOL else "top1"
     if needed not in record["metrics"]:
         raise OccbenchError(f"record metrics lack {needed!r}")
+    seed = record["cell"]["seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise OccbenchError(f"record seed is {seed!r}: expected a whole number (or null)")
+    for name in NUMBERS:
+        value = record["metrics"].get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise OccbenchError(f"record metric {name} is {value!r}: expected a finite number (or null)")
 
 
 def provenance(*, plugins: dict[str, str] | None = None, device: str | None = None, world_size: int = 1,
@@ -179,11 +188,18 @@ def write_record(record: dict, folder: Path, name: str | None = None) -> Path:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o666 & ~_umask())  # what open() would have made: a shared folder stays readable
         os.replace(handle.name, target)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _without_path(record: dict) -> dict:
@@ -228,6 +244,9 @@ def load_records(folder: Path | str) -> list[dict]:
         raise OccbenchError(f"no such results folder: {folder}")
     records = []
     for path in sorted(folder.rglob("*.json")):
+        if not path.is_file():  # a FIFO or a device named *.json would block the read
+            warnings.warn(f"skipped {path}: not a regular file", RecordWarning, stacklevel=2)
+            continue
         records.extend(_read_file(path))
     return records
 

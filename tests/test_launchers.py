@@ -71,6 +71,11 @@ def test_slurm_jobs_depend_on_the_jobs_of_the_stages_they_need(tiny_grid, monkey
     from occbench.plan import build_stages, resolve_grid
 
     _, _, args = tiny_grid
+    bin_folder = tmp_path / "bin"  # a Slurm login node: sbatch on the PATH (never called: the executor records)
+    bin_folder.mkdir()
+    (bin_folder / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (bin_folder / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_folder}{os.pathsep}{os.environ['PATH']}")
     executors = []
     monkeypatch.setattr(submitit, "AutoExecutor", lambda folder, cluster=None: executors.append(
         RecordingExecutor(folder, cluster)) or executors[-1])
@@ -188,3 +193,13 @@ def test_a_worker_that_dies_is_a_one_line_error_and_the_rerun_continues(tiny_gri
     started = [kind for kind, _, _ in events(tmp_path, "started")]
     assert started.count("data") == 1  # the data stage finished before the deaths and is kept
     assert len(records(tmp_path)) == 2
+
+
+def test_slurm_without_slurm_is_a_one_line_error(tiny_grid, capsys, monkeypatch, tmp_path):
+    _, _, args = tiny_grid
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no sbatch anywhere
+    assert main([*args, "--launcher", "slurm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("occbench: error: --launcher slurm: no Slurm on this machine (sbatch not found)")
+    assert len(err.splitlines()) == 1
+    assert not events(tmp_path, "started")

@@ -281,3 +281,20 @@ def test_nan_features_fail_the_evaluation_and_record_nothing(tiny_grid, capsys, 
     assert "the encoder gives NaN or infinite features" in err and "Traceback" not in err
     assert not list((tmp_path / "results").glob("*.json"))
     assert [kind for kind, *_ in events(tmp_path, "finished")] == ["data", "pretrain", "pretrain"]
+
+
+def test_a_damaged_done_marker_is_computed_again_not_reported_done(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
+    work = tmp_path / "work"
+    assert main([*args, "--work", str(work)]) == 0
+    markers = sorted(work.glob("evaluate/*/done.json"))
+    markers[0].write_text('{"metrics": {"top1"')  # truncated
+    markers[1].write_text("{}")  # whole JSON, but no record: a result lost
+    for record in (tmp_path / "results").glob("*.json"):
+        record.unlink()
+    capsys.readouterr()
+    done = len(events(tmp_path, "finished"))
+    assert main([*args, "--work", str(work)]) == 0
+    assert "done-marker" in capsys.readouterr().out
+    assert [kind for kind, *_ in events(tmp_path, "finished")[done:]] == ["evaluate", "evaluate"]
+    assert len(list((tmp_path / "results").glob("*.json"))) == 2

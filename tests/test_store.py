@@ -169,3 +169,42 @@ def test_a_non_finite_metric_is_never_a_record(value):
         make_record(a_record()["cell"], {"top1": value}, {}, {})
     with pytest.raises(OccbenchError, match="top5"):
         make_record(a_record()["cell"], {"top1": 50.0, "top5": value}, {}, {})
+
+
+def test_records_are_readable_by_the_group_like_any_output(tmp_path):
+    path = write_record(a_record(), tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda r: r["metrics"].update(top1="abc"), "record metric top1 is 'abc'"),
+    (lambda r: r["metrics"].update(top5=True), "record metric top5 is True"),
+    (lambda r: r["cell"].update(seed="0"), "record seed is '0'"),
+])
+def test_a_record_with_a_value_of_the_wrong_type_is_skipped_with_a_warning(tmp_path, edit, words):
+    import json
+
+    good, bad = a_record(seed=0), a_record(seed=1)
+    write_record(good, tmp_path)
+    edit(bad)
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.warns(RecordWarning, match=words):
+        records = load_records(tmp_path)
+    assert len(records) == 1 and records[0]["cell"]["seed"] == 0
+
+
+def test_a_fifo_named_json_is_skipped_not_waited_on(tmp_path):
+    import os
+
+    write_record(a_record(), tmp_path)
+    os.mkfifo(tmp_path / "pipe.json")
+    with pytest.warns(RecordWarning, match="not a regular file"):
+        assert len(load_records(tmp_path)) == 1
