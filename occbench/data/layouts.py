@@ -250,7 +250,10 @@ def _read_label_pkl(file: Path) -> tuple[list[str], np.ndarray]:
         raise OccbenchError(
             f"{file}: expected a pickled (names, labels) pair as ST-GCN's gendata writes; regenerate it"
         )
-    names, labels = list(content[0]), np.asarray(content[1]).reshape(-1)
+    try:
+        names, labels = list(content[0]), np.asarray(content[1]).reshape(-1)
+    except (TypeError, ValueError):
+        raise OccbenchError(f"{file}: the labels are not a flat list of integers; regenerate it") from None
     if len(names) != len(labels):
         raise OccbenchError(f"{file}: {len(names)} names but {len(labels)} labels; regenerate it")
     if not all(isinstance(n, str) and n and not re.search(r"\s", n) for n in names):
@@ -261,7 +264,48 @@ def _read_label_pkl(file: Path) -> tuple[list[str], np.ndarray]:
 def _check_labels(labels: np.ndarray, file: Path) -> np.ndarray:
     if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0):
         raise OccbenchError(f"{file}: labels must be non-negative integers (0-based); regenerate it")
+    if labels.size and labels.max() > MAX_LABEL:  # 2**63 would turn negative as int64, and pass as a class
+        raise OccbenchError(f"{file}: label {labels.max()} is no class of NTU RGB+D; regenerate it")
     return labels.astype(np.int64)
+
+
+MAX_LABEL = 119  # NTU-120's last class; a benchmark's own count is checked once it is known
+
+
+def _check_coordinates(dtype: np.dtype, file: Path) -> None:
+    """Real floating point or integer coordinates only (bool, complex, dates, text, records are not)."""
+    if dtype.kind not in "fiu":
+        raise OccbenchError(f"{file}: coordinates of dtype {dtype}; expected real floating point (float32) values")
+
+
+def _as_float32(raw: np.ndarray, file: Path) -> np.ndarray:
+    with np.errstate(over="ignore"):  # found below, and reported as an error
+        block = np.asarray(raw, dtype=np.float32)
+    overflow = np.isinf(block)
+    if overflow.any() and not np.isinf(np.asarray(raw)[overflow].astype(np.float64)).all():
+        raise OccbenchError(f"{file}: coordinates beyond float32's range (e.g. 1e39); check how it was written")
+    return block
+
+
+def _check_parts(parts: list) -> None:
+    """A sample listed twice in one part, or in both parts of one split (a test-set leak), is an error."""
+    by_split: dict = {}
+    for part in parts:
+        keys = part.keys
+        if len(set(keys)) != len(keys):
+            seen: set = set()
+            twice = next(part.names[i] for i, key in enumerate(keys) if key in seen or seen.add(key))
+            raise OccbenchError(f"{part.file}: sample {twice} is listed twice in {part.split}/{part.part}; "
+                                "regenerate it")
+        by_split.setdefault(part.split, []).append(part)
+    for split, both in by_split.items():
+        if len(both) == 2:
+            train, val = both
+            common = set(train.keys) & set(val.keys)
+            if common:
+                name = train.names[next(i for i, key in enumerate(train.keys) if key in common)]
+                raise OccbenchError(f"{train.file}: sample {name} is in both the train and the test part of "
+                                    f"{split} ({len(common)} such samples): a test-set leak; regenerate the split")
 
 
 def _crossclr_part(split: str, folder: Path, part: str) -> _PartSource | None:
@@ -276,6 +320,7 @@ def _crossclr_part(split: str, folder: Path, part: str) -> _PartSource | None:
         raise OccbenchError(f"{files[0]}: no {pkl.name} beside it (sample names and labels); add it")
     file = files[0]
     array = _load_npy(file)
+    _check_coordinates(array.dtype, file)
     _pad_bodies(array[:0], file)
     names, labels = _read_label_pkl(pkl)
     if len(array) != len(names):
@@ -305,7 +350,7 @@ def _memmap_chunks(array: np.ndarray, file: Path) -> Callable:
             if not wanted(start, min(start + CHUNK, len(array))):
                 continue  # all its samples came from another split: do not read them
             try:
-                block = np.asarray(array[start : start + CHUNK], dtype=np.float32)
+                block = _as_float32(array[start : start + CHUNK], file)
             except OSError as err:
                 raise OccbenchError(f"{file}: read failed ({err}); check the disk or the file") from None
             yield start, _pad_bodies(block, file)
@@ -389,6 +434,7 @@ def _ctrgcn_part(
     file: Path, split: str, key: str, part: str, by_content: bool
 ) -> tuple[_PartSource, str | None]:
     x, y = _NpzArray(file, f"x_{key}"), _NpzArray(file, f"y_{key}")
+    _check_coordinates(x.dtype, file)
     if len(x.shape) != 3 or x.shape[2] != MAX_BODIES * NUM_JOINTS * 3:
         raise OccbenchError(f"{file}: x_{key} has shape {x.shape}, expected (N, T, 150); regenerate it")
     if len(y.shape) not in (1, 2) or len(y) != len(x):
@@ -402,7 +448,7 @@ def _ctrgcn_part(
     def chunks(wanted=_read_all) -> Iterator[tuple[int, np.ndarray]]:
         for start, block in x.chunks():  # a zip stream is read in order, skipped chunks included
             if wanted(start, start + len(block)):
-                yield start, _ctrgcn_block(block)
+                yield start, _ctrgcn_block(_as_float32(block, file))
 
     names = [f"ctrgcn_{split}_{part}_{i:06d}" for i in range(len(x))]
     # Several files (CS and CV) hold the same samples byte for byte: deduplicate them by content.
@@ -495,6 +541,7 @@ def import_layout(
     frames = sorted({p.frames for p in parts})
     if len(frames) > 1:
         raise OccbenchError(f"{path}: its files have different frame counts {frames}; import them one by one")
+    _check_parts(parts)
     names, labels = _pool(parts)
     with DatasetWriter(out, len(names), frames[0], overwrite=overwrite) as writer:
         _write_samples(writer, parts, len(names), zeros_are_occluded, progress)

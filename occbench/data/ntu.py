@@ -70,13 +70,17 @@ class SampleName:
 
 
 def parse_name(name: str) -> SampleName:
-    """Parse 'S001C002P003R002A013' (a path or a '.skeleton' suffix is fine)."""
-    match = _NAME.search(str(name).rsplit("/", 1)[-1])
-    if not match:
+    """Parse 'S001C002P003R002A013' (a path or a '.skeleton' suffix is fine). Anything else around the
+    name, or a number 0, is an error: a label read from a near-miss ('A0011', 'copy of S001...') would be
+    made up."""
+    stem = str(name).replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".skeleton")
+    match = _NAME.fullmatch(stem)
+    if not match or 0 in (numbers := [int(g) for g in match.groups()]):
         raise OccbenchError(
-            f"{name}: not an NTU sample name (expected SsssCcccPpppRrrrAaaa, e.g. S001C002P003R002A013)"
+            f"{name}: not an NTU sample name (expected SsssCcccPpppRrrrAaaa with numbers from 001, "
+            "e.g. S001C002P003R002A013)"
         )
-    return SampleName(*(int(g) for g in match.groups()))
+    return SampleName(*numbers)
 
 
 BENCHMARKS = {

@@ -139,6 +139,11 @@ def _select_files(raw: Path, benchmark: str, skip_invalid: bool):
     missing = frozenset() if benchmark == "synthetic" else ntu.missing_skeletons(benchmark)
     files, skipped, seen = [], [], {}
     for path in sorted(raw.rglob("*.skeleton")):
+        if not path.is_file():  # a folder, a dangling link or a FIFO: not a recording
+            if not skip_invalid:
+                raise OccbenchError(f"{path}: not a regular file; remove it or pass --skip-invalid")
+            skipped.append((path, "not a regular file"))
+            continue
         try:
             name = ntu.parse_name(path.name)
         except OccbenchError as err:

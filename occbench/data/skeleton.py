@@ -19,6 +19,7 @@ from occbench.errors import SkeletonFormatError, read_bytes
 JOINT_FIELDS = 12
 INFO_FIELDS = 10
 TRACKED, INFERRED, NOT_TRACKED = 2, 1, 0  # Kinect v2 trackingState
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # Kinect v2 intrinsics (approximate) used only to write plausible 2D fields in synthetic files.
 _DEPTH_F, _DEPTH_C = 365.0, (256.0, 212.0)
@@ -46,6 +47,9 @@ class SkeletonSequence:
 def read_skeleton(path: str | Path) -> SkeletonSequence:
     """Parse one file; any deviation from the layout raises SkeletonFormatError naming file and line."""
     path = Path(path)
+    if not path.is_file():  # a folder, a dangling link, a FIFO (which would block) or a device
+        what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "missing (a dangling link?)"
+        raise SkeletonFormatError(path, None, f"{what}, named like a skeleton file")
     raw = read_bytes(path)
     try:
         lines = raw.decode("ascii").splitlines()
@@ -115,6 +119,13 @@ def _parse(path: Path, lines: list[str]) -> SkeletonSequence:
     if not np.isfinite(values[:, :, :3]).all():
         body, joint, _ = np.argwhere(~np.isfinite(values[:, :, :3]))[0]
         fail(starts[body] + int(joint), "non-finite joint coordinate (nan or inf)")
+    if (np.abs(values[:, :, :3]) > FLOAT32_MAX).any():  # it would become inf in the float32 arrays
+        body, joint, _ = np.argwhere(np.abs(values[:, :, :3]) > FLOAT32_MAX)[0]
+        fail(starts[body] + int(joint), "joint coordinate beyond float32's range")
+    states = values[:, :, 11]
+    if not np.isin(states, (NOT_TRACKED, INFERRED, TRACKED)).all():
+        body, joint = np.argwhere(~np.isin(states, (NOT_TRACKED, INFERRED, TRACKED)))[0]
+        fail(starts[body] + int(joint), f"trackingState {states[body, joint]:g}: expected 0, 1 or 2")
 
     xyz = np.zeros((n_frames, n_slots, NUM_JOINTS, 3), np.float32)
     tracking = np.full((n_frames, n_slots, NUM_JOINTS), -1, np.int8)

@@ -329,3 +329,57 @@ def test_real_sample_as_a_one_sample_crossclr_array(tmp_path):
     assert out.frames == 50 and out.length.tolist() == [50] and np.isfinite(out.data[:]).all()
     shoulder = out.data[0, :, :, 8, 0] - out.data[0, :, :, 4, 0]
     assert np.abs(shoulder[2]).max() < 1e-5 and (shoulder[0] > 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.complex64, "datetime64[s]", "U4", [("x", np.float32)]])
+def test_coordinates_that_are_not_real_numbers_are_refused(tmp_path, samples, dtype):
+    a, b = NAMES[:2]
+    folder = tmp_path / "xsub"
+    write_part(folder, "train", samples, [a, b], [0, 1])
+    array = np.load(folder / "train_data.npy")
+    np.save(folder / "train_data.npy", np.zeros(array.shape, dtype=dtype))
+    with pytest.raises(OccbenchError, match="train_data.npy: coordinates of dtype"):
+        import_layout(tmp_path, tmp_path / "out")
+
+
+def test_float64_beyond_float32_is_refused_not_made_inf(tmp_path, samples):
+    a, b = NAMES[:2]
+    folder = tmp_path / "xsub"
+    write_part(folder, "train", samples, [a, b], [0, 1])
+    array = np.load(folder / "train_data.npy").astype(np.float64)
+    array[1, 0, 2, 3, 0] = 1e39
+    np.save(folder / "train_data.npy", array)
+    with pytest.raises(OccbenchError, match="beyond float32's range"):
+        import_layout(tmp_path, tmp_path / "out")
+
+
+@pytest.mark.parametrize("labels, words", [
+    ([0, 2**40], "label 1099511627776 is no class"),
+    ([0, 2**63], "labels must be non-negative integers"),  # beyond int64: no integer array at all
+    ([[0, 1], [2]], "not a flat list of integers"),
+    ([0.0, 1.0], "labels must be non-negative integers"),
+    ([True, False], "labels must be non-negative integers"),
+])
+def test_label_lists_that_are_not_class_indices_are_refused(tmp_path, samples, labels, words):
+    a, b = NAMES[:2]
+    folder = tmp_path / "xsub"
+    write_part(folder, "train", samples, [a, b], [0, 1])
+    with open(folder / "train_label.pkl", "wb") as f:
+        pickle.dump(([f"{a}.skeleton", f"{b}.skeleton"], labels), f)
+    with pytest.raises(OccbenchError, match=words):
+        import_layout(tmp_path, tmp_path / "out")
+
+
+def test_a_sample_in_both_parts_of_a_split_is_a_leak(tmp_path, samples):
+    a, b, c = NAMES[:3]
+    write_part(tmp_path / "xsub", "train", samples, [a, b], [0, 1])
+    write_part(tmp_path / "xsub", "val", samples, [c, a], [2, 0])
+    with pytest.raises(OccbenchError, match=f"sample {a} is in both the train and the test part of xsub"):
+        import_layout(tmp_path, tmp_path / "out")
+
+
+def test_a_sample_listed_twice_in_a_part_is_refused(tmp_path, samples):
+    a, b = NAMES[:2]
+    write_part(tmp_path / "xsub", "train", samples, [a, b, a], [0, 1, 0])
+    with pytest.raises(OccbenchError, match=f"sample {a} is listed twice in xsub/train"):
+        import_layout(tmp_path, tmp_path / "out")

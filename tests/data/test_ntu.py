@@ -39,3 +39,17 @@ def test_skeleton_facts():
     assert len(ntu.class_names("ntu60")) == 60 and len(ntu.class_names("ntu120")) == 120
     assert ntu.class_names("ntu120")[0] == "drink water"
     assert ntu.class_names("ntu120")[119].startswith("finger-guessing game")
+
+
+@pytest.mark.parametrize("name", ["S001C001P001R001A000", "S001C001P001R001A0011", "xxS001C001P001R001A001yy",
+                                  "S001C001P001R001A001 (1).skeleton", "S000C001P001R001A001", "s001c001p001r001a001",
+                                  "S001C001P001R001A001.skeleton.bak"])
+def test_a_near_miss_of_an_ntu_name_is_not_a_sample(name):
+    """Each of these once passed with a label made up from part of the name."""
+    with pytest.raises(OccbenchError, match="not an NTU sample name"):
+        ntu.parse_name(name)
+
+
+def test_names_with_a_folder_or_suffix_still_parse():
+    assert str(ntu.parse_name("C:\\data\\S001C002P003R002A013.skeleton")) == "S001C002P003R002A013"
+    assert ntu.parse_name("nturgb+d_skeletons/S001C002P003R002A013").action == 13

@@ -110,3 +110,18 @@ def test_prepare_streams_to_disk(tmp_path):
         assert len(data) == count
     per_sample = data.data[0].nbytes + data.mask[0].nbytes + data.inferred[0].nbytes
     assert peaks[25] - peaks[5] < 5 * per_sample, peaks
+
+
+def test_entries_that_are_not_files_stop_prepare_or_are_skipped(tmp_path):
+    import os
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_sample(raw, "S001C001P001R001A001")
+    os.mkfifo(raw / "S001C001P001R001A002.skeleton")
+    (raw / "S001C001P001R001A003.skeleton").mkdir()
+    with pytest.raises(OccbenchError, match="S001C001P001R001A002.skeleton: not a regular file"):
+        prepare(raw, tmp_path / "out", "ntu60")
+    data = prepare(raw, tmp_path / "out", "ntu60", skip_invalid=True)
+    assert data.names == ["S001C001P001R001A001"]
+    assert "not a regular file" in (tmp_path / "out" / "prepare_report.txt").read_text()

@@ -107,3 +107,39 @@ def test_empty_and_binary_files(tmp_path):
     (tmp_path / "S001C001P001R001A002.skeleton").write_bytes(b"\xff\xfe3\n")
     with pytest.raises(SkeletonFormatError, match="not a text file"):
         read_skeleton(tmp_path / "S001C001P001R001A002.skeleton")
+
+
+def _with_joint_field(path, field: int, value: str):
+    """The file with one field of its first joint line replaced."""
+    lines = path.read_text().splitlines()
+    fields = lines[4].split()
+    fields[field] = value
+    lines[4] = " ".join(fields)
+    path.write_text("\r\n".join(lines) + "\r\n")
+    return path
+
+
+@pytest.mark.parametrize("field, value, words", [
+    (0, "1e39", "line 5: joint coordinate beyond float32's range"),
+    (2, "-3.5e38", "line 5: joint coordinate beyond float32's range"),
+    (11, "-1", "line 5: trackingState -1: expected 0, 1 or 2"),
+    (11, "5", "trackingState 5"),
+    (11, "257", "trackingState 257"),
+    (11, "1.5", "trackingState 1.5"),
+    (11, "nan", "trackingState nan"),
+])
+def test_values_out_of_their_range_are_format_errors(tmp_path, field, value, words):
+    path = _with_joint_field(write_sample(tmp_path, "S001C001P001R001A001"), field, value)
+    with pytest.raises(SkeletonFormatError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        read_skeleton(path)
+
+
+def test_what_is_not_a_regular_file_is_refused_without_blocking(tmp_path):
+    import os
+
+    (tmp_path / "folder.skeleton").mkdir()
+    os.mkfifo(tmp_path / "pipe.skeleton")  # reading it would wait forever for a writer
+    (tmp_path / "dangling.skeleton").symlink_to(tmp_path / "gone")
+    for name, words in [("folder", "a folder"), ("pipe", "not a regular file"), ("dangling", "dangling link")]:
+        with pytest.raises(SkeletonFormatError, match=words):
+            read_skeleton(tmp_path / f"{name}.skeleton")
