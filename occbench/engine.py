@@ -18,7 +18,7 @@ import torch
 from mmengine.optim import CosineAnnealingLR, LinearLR, MultiStepLR, OptimWrapper
 
 from occbench import distributed
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, write_error
 from occbench.settings import ByType, flag, integer, listing, number, one_of
 
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
@@ -83,10 +83,17 @@ class Checkpoint:
         self.path = self.folder / "last.pth"
 
     def save(self, state: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".pth.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            torch.save(state, tmp)
+            os.replace(tmp, self.path)
+        except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError from its writer
+            tmp.unlink(missing_ok=True)  # the last good checkpoint stays
+            if isinstance(err, OSError):
+                raise write_error(self.path, err, "--work") from None
+            raise OccbenchError(f"{self.path}: cannot write the checkpoint ({err}); free space, or pass --work "
+                                "with a writable folder") from None
 
     def load(self) -> dict | None:
         if not self.path.is_file():

@@ -22,3 +22,14 @@ def read_bytes(path: str | Path) -> bytes:
         return Path(path).read_bytes()
     except OSError as err:
         raise OccbenchError(f"{path}: cannot read ({err.strerror}); check the path") from None
+
+
+def write_error(path, err: OSError, option: str) -> OccbenchError:
+    """`occbench: error: PATH: what happened; what to do` for a failed write under a user's folder."""
+    import errno
+
+    what = {errno.ENOSPC: "no space left on the device", errno.EROFS: "a read-only file system",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.ENOTDIR: "a file where a folder is needed", errno.EEXIST: "a file where a folder is needed",
+            errno.EDQUOT: "disk quota exceeded"}.get(err.errno, err.strerror or str(err))
+    return OccbenchError(f"{path}: cannot write ({what}); free space, or pass {option} with a writable folder")

@@ -21,7 +21,7 @@ import torch
 
 from occbench import distributed, paths, store
 from occbench.data.dataset import SkeletonDataset
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, write_error
 from occbench.plan import Stage
 from occbench.plugins import load_plugins
 
@@ -79,13 +79,18 @@ def output(stage: Stage, context: Context) -> dict:
 
 def _finish(stage: Stage, context: Context, result: dict) -> dict:
     folder = stage.folder(context.work)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / paths.DESCRIPTION).write_text(json.dumps({"kind": stage.kind, "label": stage.label, "key": stage.key,
-                                                        "settings": stage.settings}, indent=2, default=str))
     kept = result | {name: paths.relative_to(folder, result[name]) for name in FILE_OUTPUTS if name in result}
     tmp = folder / f"{paths.DONE}.tmp"
-    tmp.write_text(json.dumps(kept, indent=2, default=str))
-    os.replace(tmp, folder / paths.DONE)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / paths.DESCRIPTION).write_text(json.dumps({"kind": stage.kind, "label": stage.label,
+                                                            "key": stage.key, "settings": stage.settings},
+                                                           indent=2, default=str))
+        tmp.write_text(json.dumps(kept, indent=2, default=str))
+        os.replace(tmp, folder / paths.DONE)
+    except OSError as err:  # the stage stays not done: a re-run computes it again
+        tmp.unlink(missing_ok=True)
+        raise write_error(folder / paths.DONE, err, "--work") from None
     return result
 
 
@@ -105,8 +110,12 @@ def _exclusive(stage: Stage, context: Context):
     over from a killed run) never compute the same stage at once. The kernel drops the lock when its
     holder dies, even by SIGKILL, so a lock is never stale."""
     folder = stage.folder(context.work)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / paths.LOCK, "w") as handle:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / paths.LOCK, "w")  # closed by the with below
+    except OSError as err:
+        raise write_error(folder, err, "--work") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from occbench import __version__, paths
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, write_error
 
 SCHEMA = 1
 CELL_FIELDS = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile")
@@ -178,10 +178,13 @@ def write_record(record: dict, folder: Path, name: str | None = None) -> Path:
     """
     check_record(record)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name or record_name(record))
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=f".{target.name}.",
-                                         suffix=".tmp", delete=False)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=f".{target.name}.",
+                                             suffix=".tmp", delete=False)
+    except OSError as err:
+        raise write_error(folder, err, "--results") from None
     try:
         with handle:
             json.dump(_jsonable(_without_path(record)), handle, indent=2, allow_nan=False, default=_to_json)
@@ -190,8 +193,10 @@ def write_record(record: dict, folder: Path, name: str | None = None) -> Path:
             os.fsync(handle.fileno())
         os.chmod(handle.name, 0o666 & ~_umask())  # what open() would have made: a shared folder stays readable
         os.replace(handle.name, target)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+    except BaseException as err:
+        Path(handle.name).unlink(missing_ok=True)  # the old record, if any, stays as it was
+        if isinstance(err, OSError):
+            raise write_error(target, err, "--results") from None
         raise
     return target
 

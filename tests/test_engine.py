@@ -114,3 +114,25 @@ def test_batch_norm_calibration_takes_the_exact_statistics_of_the_data_and_nothi
     assert torch.allclose(norm.running_mean, hidden.mean(0), atol=1.5)  # near the data's mean, far from 0
     assert norm.running_mean.abs().max() > 0.1 and norm.momentum == 0.1 and model.training
     assert all(torch.equal(p, w) for p, w in zip(model.parameters(), weights, strict=True))
+
+
+def test_a_checkpoint_that_cannot_be_written_keeps_the_last_good_one(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from occbench.errors import OccbenchError
+
+    checkpoint = Checkpoint(tmp_path)
+    checkpoint.save({"epoch": 1})
+
+    def full(state, path):
+        open(path, "wb").write(b"half")  # a partial write, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OccbenchError, match="last.pth: cannot write \\(no space left on the device\\)"):
+        checkpoint.save({"epoch": 2})
+    monkeypatch.undo()
+    assert checkpoint.load() == {"epoch": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]

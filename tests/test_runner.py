@@ -298,3 +298,27 @@ def test_a_damaged_done_marker_is_computed_again_not_reported_done(tiny_grid, ca
     assert "done-marker" in capsys.readouterr().out
     assert [kind for kind, *_ in events(tmp_path, "finished")[done:]] == ["evaluate", "evaluate"]
     assert len(list((tmp_path / "results").glob("*.json"))) == 2
+
+
+def test_a_results_or_work_path_that_is_a_file_is_a_one_line_error(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
+    (tmp_path / "a-file").write_text("x")
+    assert main([*args, "--work", str(tmp_path / "a-file"), "--slots", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a-file" in err and "cannot write (a file where a folder is needed)" in err and "--work" in err
+    assert "Traceback" not in err
+    args[args.index("--results") + 1] = str(tmp_path / "a-file")
+    assert main([*args, "--slots", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot write (a file where a folder is needed); free space, or pass --results" in err
+
+
+def test_a_truncated_record_is_restored_from_its_stage(tiny_grid):
+    tmp_path, _, args = tiny_grid
+    assert main(args) == 0
+    record = next((tmp_path / "results").glob("*.json"))
+    whole = record.read_text()
+    record.write_text(whole[: len(whole) // 2])
+    started = len(events(tmp_path, "started"))
+    assert main(args) == 0 and len(events(tmp_path, "started")) == started  # nothing computed again
+    assert record.read_text() == whole

@@ -208,3 +208,26 @@ def test_a_fifo_named_json_is_skipped_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "pipe.json")
     with pytest.warns(RecordWarning, match="not a regular file"):
         assert len(load_records(tmp_path)) == 1
+
+
+def test_a_results_path_that_is_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "results").write_text("not a folder")
+    with pytest.raises(OccbenchError, match=r"results: cannot write \(a file where a folder is needed\); .*--results"):
+        write_record(a_record(), tmp_path / "results")
+
+
+def test_a_full_disk_leaves_the_previous_record_and_no_partial_file(tmp_path, monkeypatch):
+    import errno
+    import json
+
+    path = write_record(a_record(top1=50.0), tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", full)
+    with pytest.raises(OccbenchError, match="cannot write \\(no space left on the device\\)"):
+        write_record(a_record(top1=60.0), tmp_path)
+    monkeypatch.undo()
+    assert json.loads(path.read_text())["metrics"]["top1"] == 50.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
