@@ -89,6 +89,15 @@ def digest(payload: dict, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def file_digest(path: str | Path) -> str:
+    """The content digest a stage keeps of a file it hands on, checked when the file is used again."""
+    hasher = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
 def stage_key(kind: str, settings: dict, needs: list[str]) -> str:
     return digest({"kind": kind, "settings": settings, "needs": needs})
 

@@ -327,14 +327,23 @@ def _pretrain_rank(stage: Stage, context: Context) -> dict:
         folder.mkdir(parents=True, exist_ok=True)  # zero epochs write no checkpoint (the random-weights baseline)
         torch.save(encoder.state_dict(), folder / paths.ENCODER)
     distributed.barrier()
-    return {"encoder": folder / paths.ENCODER, "history": history, "world_size": world,
+    weights = folder / paths.ENCODER
+    return {"encoder": weights, "encoder_digest": paths.file_digest(weights), "history": history, "world_size": world,
             "threads": torch.get_num_threads()}
 
 
 def load_stage_encoder(stage: Stage, context: Context) -> torch.nn.Module:
+    done = output(stage, context)
+    path = Path(done["encoder"])
+    if "encoder_digest" in done and paths.file_digest(path) != done["encoder_digest"]:
+        raise OccbenchError(f"{path}: not the encoder its pretraining wrote (damaged or replaced); remove its stage "
+                            f"to pretrain it again: rm -r {stage.folder(context.work)}")
     encoder = _method(stage, context).feature_encoder()
-    encoder.load_state_dict(torch.load(output(stage, context)["encoder"], map_location=context.device,
-                                       weights_only=True))
+    try:
+        encoder.load_state_dict(torch.load(path, map_location=context.device, weights_only=True))
+    except (OSError, RuntimeError, ValueError) as err:
+        raise OccbenchError(f"{path}: unreadable encoder ({type(err).__name__}); remove its stage to pretrain it "
+                            f"again: rm -r {stage.folder(context.work)}") from None
     return encoder.eval()
 
 

@@ -322,3 +322,18 @@ def test_a_truncated_record_is_restored_from_its_stage(tiny_grid):
     started = len(events(tmp_path, "started"))
     assert main(args) == 0 and len(events(tmp_path, "started")) == started  # nothing computed again
     assert record.read_text() == whole
+
+
+def test_a_damaged_encoder_is_found_not_evaluated(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
+    work = tmp_path / "work"
+    assert main([*args, "--work", str(work), "--slots", "1"]) == 0
+    encoder = sorted(work.glob("pretrain/*/encoder.pth"))[0]
+    data = bytearray(encoder.read_bytes())
+    data[len(data) // 2] ^= 0x10  # one flipped bit in the weights
+    encoder.write_bytes(bytes(data))
+    capsys.readouterr()
+    # a changed probe setting evaluates the cached encoders again
+    assert main([*args, "protocols.linear.torchlight.epochs=6", "--work", str(work), "--slots", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{encoder}: not the encoder its pretraining wrote" in err and f"rm -r {encoder.parent}" in err
