@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from occbench.data.ntu import MAX_BODIES, NUM_JOINTS
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, write_error
 
 ARRAYS = {  # name: (dtype, shape after N given T)
     "data": (np.float32, lambda t: (3, t, NUM_JOINTS, MAX_BODIES)),
@@ -146,13 +146,18 @@ class DatasetWriter:
     ):
         """extra: {name: (dtype, per-sample shape)} for additional per-sample arrays."""
         self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise OccbenchError(f"{self.out}: a file, not a folder; choose another --out")
         if (self.out / "meta.json").exists() and not overwrite:
             raise OccbenchError(f"{self.out}: a dataset is already there; pass --overwrite to replace it")
         if self.out.exists() and any(self.out.iterdir()) and not (self.out / "meta.json").exists():
             raise OccbenchError(f"{self.out}: exists and is not an occbench dataset; choose another --out")
         self.partial = self.out.with_name(self.out.name + ".partial")
         shutil.rmtree(self.partial, ignore_errors=True)
-        self.partial.mkdir(parents=True)
+        try:
+            self.partial.mkdir(parents=True)
+        except OSError as err:
+            raise write_error(self.partial, err, "--out") from None
         self.n, self.frames = n, frames
         self.arrays = {
             name: np.lib.format.open_memmap(

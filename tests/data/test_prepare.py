@@ -125,3 +125,14 @@ def test_entries_that_are_not_files_stop_prepare_or_are_skipped(tmp_path):
     data = prepare(raw, tmp_path / "out", "ntu60", skip_invalid=True)
     assert data.names == ["S001C001P001R001A001"]
     assert "not a regular file" in (tmp_path / "out" / "prepare_report.txt").read_text()
+
+
+def test_an_out_that_is_a_file_or_under_one_is_a_one_line_error(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_sample(raw, "S001C001P001R001A001")
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(OccbenchError, match="taken: a file, not a folder; choose another --out"):
+        prepare(raw, tmp_path / "taken", "ntu60")
+    with pytest.raises(OccbenchError, match=r"cannot write \(a file where a folder is needed\); .* --out"):
+        prepare(raw, tmp_path / "taken" / "out", "ntu60")
