@@ -48,6 +48,7 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
     NaN loss, a bad input) stops only the stages that need it, so the rest of the grid still finishes;
     any other exception is a bug and is raised once the running stages are done."""
     todo = [stage for stage in stages if not is_done(stage, context)]
+    done = {stage.key for stage in stages} - {stage.key for stage in todo}  # grows as stages finish
     bar = tqdm(total=len(stages), initial=len(stages) - len(todo), desc="grid", unit="stage", disable=None)
     failures: list[Failure] = []
     blocked: set[str] = set()  # keys of stages that failed, or need one that did
@@ -65,6 +66,7 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
             blocked.add(stage.key)
             bar.write(f"FAIL  {stage.label}: {outcome}")
             return
+        done.add(stage.key)
         bar.update()
         bar.write(f"done  {stage.label}  ({outcome.get('wall_seconds', 0):.0f} s)")
 
@@ -88,7 +90,7 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
         while todo or running:
             waiting = [s for s in todo if s.key not in blocked and not broken]
             todo = [s for s in waiting if runnable(s)]
-            ready = [s for s in todo if all(is_done(need, context) for need in s.needs)]
+            ready = [s for s in todo if all(need.key in done for need in s.needs)]
             for stage in ready:
                 todo.remove(stage)
                 running[pool.submit(run_stage, stage, context)] = stage  # each worker reloads the plugins

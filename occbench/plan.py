@@ -167,8 +167,8 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
                 for method in grid.methods:
                     pretrain = pretrain_stage(method, source, data, split, seed)
                     for protocol in grid.protocols:
-                        settings = {"protocol": protocol, "settings": protocol_settings(profile, catalogue, host,
-                                                                                        method, protocol),
+                        recipe = protocol_settings(profile, catalogue, method, protocol)
+                        settings = {"protocol": protocol, "settings": recipe,
                                     "split": split, "seed": seed}
                         cell = Cell(method, imputer, dataset, split, grid.occlusion, protocol, seed, grid.profile)
                         add(Stage("evaluate", f"evaluate {protocol} {method} {imputer} {dataset}/{split} "
@@ -194,7 +194,7 @@ def _mark_overridden(stages: list[Stage], grid: Grid, catalogue: Catalogue, host
             stage.cell = replace(stage.cell, profile=profile)
 
 
-def protocol_settings(profile: dict, catalogue: Catalogue, host, method: str, protocol: str) -> dict:
+def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol: str) -> dict:
     settings = profile.get("protocols", {}).get(protocol, {})
     if protocol == "linear":
         variant = catalogue.methods.get(method, {}).get("linear", "torchlight")
@@ -228,8 +228,7 @@ def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
                 if name in getattr(catalogue, kind):
                     continue
                 known = dict.fromkeys([*getattr(catalogue, kind), *host.registries[kind].names()])
-                raise OccbenchError(unknown(where, name, known).replace("unknown setting",
-                                                                                   f"unknown {kind[:-1]}"))
+                raise OccbenchError(unknown(where, name, known, what=kind.removesuffix("s")))
             if not isinstance(section, dict):
                 raise OccbenchError(f"{where}={section!r}: expected a mapping of settings")
             CHECKS[kind](host.registries[kind][name], section, where, profile, catalogue)

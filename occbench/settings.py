@@ -7,7 +7,7 @@ section), or to `ByType` (a section whose keys depend on its ``type``, as an opt
 setting comes from:
 
 * the core: `DATA` here, `occbench.engine.PRETRAIN` (epochs, optimizer, schedule, precision) and
-  `occbench.nn.stgcn.STGCN.settings` (the encoder);
+  `occbench.nn.stgcn.STGCN.schema` (the encoder);
 * a method: its class's `defaults` name its settings; `schema` gives their types and ranges (a setting
   without one takes the type of its default);
 * a protocol: the function's `schema` (or only `settings`, a set of names);
@@ -159,10 +159,10 @@ def check_by_type(rule: ByType, values: Any, where: str) -> None:
     check({"type": ANY, **rule.variants[kind]}, values, where)
 
 
-def unknown(name: str, key: str, schema: dict) -> str:
+def unknown(name: str, key: str, schema: dict, what: str = "setting") -> str:
     """'pretrain.epoch: unknown setting; did you mean pretrain.epochs? (pretrain has ...)'"""
     where = name.rpartition(".")[0]
     close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1, cutoff=0.6)
     hint = f"; did you mean {where + '.' if where else ''}{close[0]}?" if close else ""
     has = ", ".join(sorted(map(str, schema))) or "nothing"
-    return f"{name}: unknown setting{hint} ({where or 'a profile'} has {has})"
+    return f"{name}: unknown {what}{hint} ({where or 'a profile'} has {has})"

@@ -213,7 +213,8 @@ def _without_path(record: dict) -> dict:
 
 
 def _jsonable(value: Any) -> Any:
-    """NaN and infinities become null: a diverged run still gets a record, and the file stays strict JSON."""
+    """NaN and infinities in a record's config become null, so the file stays strict JSON (its metrics are
+    never non-finite: make_record refuses them)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
