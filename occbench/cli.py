@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -328,8 +329,13 @@ def _execute(stages, work, args, host, grid) -> None:
     from occbench.runner import Context, is_done, run_stage
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.slots is not None and args.slots < 1:
-        raise OccbenchError(f"--slots {args.slots}: use 1 or more")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise OccbenchError(f"--device {device}: use cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OccbenchError(f"--device {device}: no CUDA device on this machine; use --device cpu")
+    for option, folder in (("--results", Path(args.results)), ("--work", Path(work))):
+        if folder.exists() and not folder.is_dir():  # found now, not after the first pretraining
+            raise OccbenchError(f"{option} {folder}: a file, not a folder; choose another {option}")
     context = Context(work=work, results=args.results, host=host, device=device, disabled=tuple(args.disable_plugin))
     done = [stage for stage in stages if is_done(stage, context)]
     cells = sum(stage.kind == "evaluate" for stage in stages)

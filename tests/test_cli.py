@@ -112,3 +112,26 @@ def test_help_and_table_start_without_the_numeric_stack(tmp_path, argv):
     done = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-1000:]
     assert "toprule" in done.stdout or "usage: occbench" in done.stdout
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--device", "tpu"], "--device tpu: use cpu, cuda or cuda:N"),
+    (["--device", "cuda:x"], "use cpu, cuda or cuda:N"),
+    (["--results", "a-file"], "--results a-file: a file, not a folder"),
+    (["--work", "a-file"], "--work a-file: a file, not a folder"),
+])
+def test_run_options_that_cannot_work_fail_before_anything_runs(capsys, tmp_path, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OCCBENCH_HOME", str(tmp_path / "home"))
+    (tmp_path / "a-file").write_text("x")
+    code, out, err = run(capsys, "run", "--dry-run", *argv)
+    assert code == 2 and words in err and "Traceback" not in err and "plan:" not in out
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(capsys, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("OCCBENCH_HOME", str(tmp_path / "home"))
+    code, _, err = run(capsys, "run", "--dry-run", "--device", "cuda")
+    assert code == 2 and "--device cuda: no CUDA device on this machine; use --device cpu" in err
