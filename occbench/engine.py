@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from mmengine.optim import CosineAnnealingLR, LinearLR, MultiStepLR, OptimWrapper
 
-from occbench import distributed
+from occbench import distributed, paths
 from occbench.errors import OccbenchError, write_error
 from occbench.settings import ByType, flag, integer, listing, number, one_of
 
@@ -76,20 +76,29 @@ def build_schedulers(wrapper: OptimWrapper, schedule: dict, epochs: int) -> list
 
 
 class Checkpoint:
-    """`last.pth` in a folder, written atomically."""
+    """`last.pth` in a folder, written atomically, with the digest of its bytes beside it.
+
+    torch.load does not notice a flipped byte in a tensor, so a checkpoint whose bytes differ from their
+    digest (or that cannot be read) is discarded and the training starts over: slower, never wrong.
+    """
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self.path = self.folder / "last.pth"
+        self.path = self.folder / paths.CHECKPOINT
+        self.digest = self.folder / paths.CHECKPOINT_DIGEST
 
     def save(self, state: dict) -> None:
-        tmp = self.path.with_suffix(".pth.tmp")
+        tmp, tmp_digest = self.path.with_name(self.path.name + ".tmp"), self.digest.with_name(self.digest.name + ".tmp")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             torch.save(state, tmp)
+            tmp_digest.write_text(paths.file_digest(tmp))
+            # killed between these two, the pair disagrees and the next run starts over
             os.replace(tmp, self.path)
+            os.replace(tmp_digest, self.digest)
         except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError from its writer
             tmp.unlink(missing_ok=True)  # the last good checkpoint stays
+            tmp_digest.unlink(missing_ok=True)
             if isinstance(err, OSError):
                 raise write_error(self.path, err, "--work") from None
             raise OccbenchError(f"{self.path}: cannot write the checkpoint ({err}); free space, or pass --work "
@@ -99,9 +108,15 @@ class Checkpoint:
         if not self.path.is_file():
             return None
         try:
+            if self.digest.read_text().strip() != paths.file_digest(self.path):
+                raise ValueError("its bytes differ from the digest written with it")
             return torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a damaged checkpoint is restarted, never silently half-used
-            raise OccbenchError(f"{self.path}: unreadable checkpoint ({err}); delete it to start over") from None
+        except Exception as err:  # noqa: BLE001 (whatever is wrong with it, it is not resumed from)
+            problem = "no digest beside it" if isinstance(err, FileNotFoundError) else err
+            print(f"{self.path}: damaged checkpoint ({problem}); training starts over", flush=True)
+            self.path.unlink(missing_ok=True)
+            self.digest.unlink(missing_ok=True)
+            return None
 
 
 @torch.no_grad()

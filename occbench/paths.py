@@ -44,6 +44,7 @@ DESCRIPTION = "stage.json"  # kind, label, key and settings, for a person readin
 LOCK = "lock"
 ENCODER = "encoder.pth"  # a pretraining's encoder weights
 CHECKPOINT = "last.pth"  # a pretraining's resumable state
+CHECKPOINT_DIGEST = "last.pth.digest"  # the digest of its bytes, checked before it is resumed from
 
 # The datasets a data or imputation stage writes in its folder (and `occbench impute` in its --out).
 RAW = "raw"  # at the recorded length, in camera space
@@ -64,9 +65,13 @@ def work_folder(given: str | Path | None = None) -> Path:
     return Path(given).expanduser() if given else home() / "work"
 
 
+def embedded_root(home_folder: str | Path | None = None) -> Path:
+    return home(home_folder) / "embedded"
+
+
 def embedded_folder(generator: dict, home_folder: str | Path | None = None) -> Path:
     """The embedded dataset made by the generator settings `generator`: one folder per distinct setting."""
-    return home(home_folder) / "embedded" / digest({"generator": generator}, length=10)
+    return embedded_root(home_folder) / digest({"generator": generator}, length=10)
 
 
 def embedded_parts(root: Path, occlusion: str, seed: int, frames: int) -> dict[str, Path]:
@@ -90,12 +95,36 @@ def digest(payload: dict, length: int = 16) -> str:
 
 
 def file_digest(path: str | Path) -> str:
-    """The content digest a stage keeps of a file it hands on, checked when the file is used again."""
+    """The digest of a file's bytes (a checkpoint's, kept beside it)."""
     hasher = hashlib.blake2b(digest_size=16)
+    _hash_file(hasher, Path(path))
+    return hasher.hexdigest()
+
+
+def content_digest(path: str | Path) -> str:
+    """The digest a stage keeps of what it hands on (an encoder file, a dataset folder: every file's name
+    and bytes), checked when it is used again. Remembered per file size and time, so a process reads each
+    dataset once however many stages use it."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp not in _DIGESTS:
+        hasher = hashlib.blake2b(digest_size=16)
+        for file in files:
+            if file != path:  # a folder's: its files' names too
+                hasher.update(str(file.relative_to(path)).encode() + b"\0")
+            _hash_file(hasher, file)
+        _DIGESTS[stamp] = hasher.hexdigest()
+    return _DIGESTS[stamp]
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _hash_file(hasher, path: Path) -> None:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             hasher.update(block)
-    return hasher.hexdigest()
 
 
 def stage_key(kind: str, settings: dict, needs: list[str]) -> str:

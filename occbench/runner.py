@@ -12,6 +12,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -77,6 +78,52 @@ def output(stage: Stage, context: Context) -> dict:
     return result | {name: str(paths.resolve(folder, result[name])) for name in FILE_OUTPUTS if name in result}
 
 
+def verified_output(stage: Stage, context: Context) -> dict:
+    """`output` of a done stage whose files are used as input: each checked against the digest the stage
+    kept of it. A damaged one (a flipped byte, a replaced file) is removed and the stage computed again,
+    under its lock, so nothing is ever trained or evaluated on it."""
+    result = output(stage, context)
+    if not _damaged(result):
+        return result
+    with _exclusive(stage, context):
+        result = output(stage, context) if is_done(stage, context) else None
+        damaged = _damaged(result) if result else []
+        if result is None or damaged:
+            for name in damaged:
+                _discard(stage, context, Path(result[name]))
+            (stage.folder(context.work) / paths.DONE).unlink(missing_ok=True)
+            result = _compute(stage, context)
+    return result
+
+
+def _damaged(result: dict) -> list[str]:
+    """The file outputs of `result` whose content is not what its stage wrote."""
+    damaged = []
+    for name in FILE_OUTPUTS:
+        if f"{name}_digest" in result:
+            try:
+                same = paths.content_digest(result[name]) == result[f"{name}_digest"]
+            except OSError:
+                same = False
+            if not same:
+                damaged.append(name)
+    return damaged
+
+
+def _discard(stage: Stage, context: Context, path: Path) -> None:
+    """Remove a damaged output that occbench made (in the stage's folder, or the embedded dataset's); one
+    that is the user's own (a prepared dataset passed with --data) is never touched: an error names it."""
+    folder = stage.folder(context.work)
+    if not any(path.resolve().is_relative_to(mine.resolve()) for mine in (folder, paths.embedded_root())):
+        raise OccbenchError(f"{path}: changed since {stage.label} read it; prepare it again as it was, or run "
+                            f"with a new --work")
+    print(f"{path}: not what {stage.label} wrote (damaged or replaced); making it again", flush=True)
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _finish(stage: Stage, context: Context, result: dict) -> dict:
     folder = stage.folder(context.work)
     kept = result | {name: paths.relative_to(folder, result[name]) for name in FILE_OUTPUTS if name in result}
@@ -130,6 +177,7 @@ def _compute(stage: Stage, context: Context) -> dict:
     started = time.time()
     result = EXECUTORS[stage.kind](stage, context)
     result["wall_seconds"] = round(time.time() - started, 2)
+    result |= {f"{name}_digest": paths.content_digest(result[name]) for name in FILE_OUTPUTS if name in result}
     # the records first: a stage marked done always has its records
     if stage.kind == "evaluate":
         records = [_record(stage, context, result)]
@@ -209,7 +257,7 @@ def _impute(stage: Stage, context: Context) -> dict:
     from occbench.data.preprocess import preprocess
 
     s = stage.settings
-    data = output(stage.need("data"), context)
+    data = verified_output(stage.need("data"), context)
     raw, frames = SkeletonDataset(data["raw"]), SkeletonDataset(data["frames"])
     imputer = context.host.imputers[s["imputer"]]
     embed = None
@@ -276,8 +324,8 @@ def _train_data(stage: Stage, context: Context, part: str = "train"):
 
     s = stage.settings
     source = next(need for need in stage.needs if need.kind in ("impute", "data"))
-    data = SkeletonDataset(output(source, context)["frames"])
-    occluded = SkeletonDataset(output(stage.need("data"), context)["frames"]).part(s["split"], part)
+    data = SkeletonDataset(verified_output(source, context)["frames"])
+    occluded = SkeletonDataset(verified_output(stage.need("data"), context)["frames"]).part(s["split"], part)
     piece = data.part(s["split"], part)
     if piece.names != occluded.names:
         raise OccbenchError(f"{data.path}: samples of {s['split']}/{part} differ from the occluded data's; "
@@ -328,16 +376,11 @@ def _pretrain_rank(stage: Stage, context: Context) -> dict:
         torch.save(encoder.state_dict(), folder / paths.ENCODER)
     distributed.barrier()
     weights = folder / paths.ENCODER
-    return {"encoder": weights, "encoder_digest": paths.file_digest(weights), "history": history, "world_size": world,
-            "threads": torch.get_num_threads()}
+    return {"encoder": weights, "history": history, "world_size": world, "threads": torch.get_num_threads()}
 
 
 def load_stage_encoder(stage: Stage, context: Context) -> torch.nn.Module:
-    done = output(stage, context)
-    path = Path(done["encoder"])
-    if "encoder_digest" in done and paths.file_digest(path) != done["encoder_digest"]:
-        raise OccbenchError(f"{path}: not the encoder its pretraining wrote (damaged or replaced); remove its stage "
-                            f"to pretrain it again: rm -r {stage.folder(context.work)}")
+    path = Path(verified_output(stage, context)["encoder"])
     encoder = _method(stage, context).feature_encoder()
     try:
         encoder.load_state_dict(torch.load(path, map_location=context.device, weights_only=True))

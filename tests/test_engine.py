@@ -88,10 +88,25 @@ def test_nan_loss_is_a_clear_error():
             {"type": "SGD", "lr": 0.1}, {}, torch.Generator())
 
 
-def test_damaged_checkpoint(tmp_path):
-    (tmp_path / "last.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(OccbenchError, match="unreadable checkpoint"):
-        Checkpoint(tmp_path).load()
+def test_a_damaged_checkpoint_is_never_resumed_from(tmp_path, capsys):
+    """torch.load takes a checkpoint with a flipped byte in a tensor without a word; its digest does not."""
+    checkpoint = Checkpoint(tmp_path)
+    checkpoint.save({"w": torch.arange(1000.0), "epoch": 3})
+    assert checkpoint.load()["epoch"] == 3
+    data = bytearray(checkpoint.path.read_bytes())
+    data[data.index(torch.arange(500.0, 501.0).numpy().tobytes()) + 2] ^= 0x10  # inside the tensor's bytes
+    checkpoint.path.write_bytes(bytes(data))
+    assert torch.load(checkpoint.path, weights_only=True)["w"].sum() != torch.arange(1000.0).sum()
+    assert checkpoint.load() is None  # the training starts over
+    assert "last.pth: damaged checkpoint (its bytes differ" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    for damage in (b"not a checkpoint", None):  # unreadable; or its digest is gone
+        checkpoint.save({"epoch": 1})
+        if damage:
+            checkpoint.path.write_bytes(damage)
+        else:
+            checkpoint.digest.unlink()
+        assert checkpoint.load() is None and list(tmp_path.iterdir()) == []
 
 
 def test_unknown_optimizer():
@@ -135,4 +150,4 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_last_good_one(tmp_path, m
         checkpoint.save({"epoch": 2})
     monkeypatch.undo()
     assert checkpoint.load() == {"epoch": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth", "last.pth.digest"]

@@ -8,7 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from occbench.cli import main
+from occbench.errors import OccbenchError
 from tests.tiny_grid import cli_env, events
 
 
@@ -323,16 +326,64 @@ def test_a_truncated_record_is_restored_from_its_stage(tiny_grid):
     assert record.read_text() == whole
 
 
-def test_a_damaged_encoder_is_found_not_evaluated(tiny_grid, capsys):
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def records(results: Path) -> dict:
+    return {p.name: json.loads(p.read_text())["metrics"] for p in results.glob("*.json")}
+
+
+def test_a_damaged_encoder_is_made_again_not_evaluated(tiny_grid, capsys):
     tmp_path, _, args = tiny_grid
     work = tmp_path / "work"
     assert main([*args, "--work", str(work), "--slots", "1"]) == 0
     encoder = sorted(work.glob("pretrain/*/encoder.pth"))[0]
-    data = bytearray(encoder.read_bytes())
-    data[len(data) // 2] ^= 0x10  # one flipped bit in the weights
-    encoder.write_bytes(bytes(data))
+    whole = encoder.read_bytes()
+    flip_a_byte(encoder)
     capsys.readouterr()
+    started = len(events(tmp_path, "started"))
     # a changed probe setting evaluates the cached encoders again
-    assert main([*args, "protocols.linear.torchlight.epochs=6", "--work", str(work), "--slots", "1"]) == 2
-    err = capsys.readouterr().err
-    assert f"{encoder}: not the encoder its pretraining wrote" in err and f"rm -r {encoder.parent}" in err
+    assert main([*args, "protocols.linear.torchlight.epochs=6", "--work", str(work), "--slots", "1"]) == 0
+    assert f"{encoder}: not what pretrain tinyclr" in capsys.readouterr().out
+    again = [kind for kind, *_ in events(tmp_path, "started")[started:]]
+    assert sorted(again) == ["evaluate", "evaluate", "pretrain"]  # resumed from its last checkpoint
+    assert encoder.read_bytes() == whole
+
+
+def test_a_damaged_dataset_is_made_again_not_trained_on(tiny_grid, capsys):
+    tmp_path, _, args = tiny_grid
+    work = tmp_path / "work"
+    assert main([*args, "--work", str(work), "--slots", "1"]) == 0
+    first = records(tmp_path / "results")
+    done = json.loads(next(work.glob("data/*/done.json")).read_text())
+    frames = Path(done["frames"])
+    assert frames.is_relative_to(tmp_path / "home" / "embedded") and done["frames_digest"]
+    flip_a_byte(frames / "data.npy")
+    shutil.rmtree(work / "pretrain")  # its users are computed again
+    capsys.readouterr()
+    assert main([*args, "--work", str(work), "--slots", "1"]) == 0
+    assert f"{frames}: not what data synthetic" in capsys.readouterr().out
+    assert records(tmp_path / "results") == first  # trained on the data as it was made
+
+
+def test_a_users_dataset_that_changed_is_an_error_never_deleted(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from occbench.runner import _discard
+
+    monkeypatch.setenv("OCCBENCH_HOME", str(tmp_path / "home"))
+    stage = SimpleNamespace(label="data ntu60 realistic", folder=lambda work: work / "data" / "key")
+    context = SimpleNamespace(work=tmp_path / "work")
+    mine = tmp_path / "work" / "data" / "key" / "frames"
+    for path in (mine, tmp_path / "home" / "embedded" / "abc" / "raw", tmp_path / "prepared"):
+        path.mkdir(parents=True)
+        (path / "data.npy").write_bytes(b"x")
+    _discard(stage, context, mine)
+    _discard(stage, context, tmp_path / "home" / "embedded" / "abc" / "raw")
+    with pytest.raises(OccbenchError, match=f"^{tmp_path / 'prepared'}: changed since data ntu60 realistic read it"):
+        _discard(stage, context, tmp_path / "prepared")
+    assert [p.name for p in tmp_path.glob("*/**/data.npy")] == ["data.npy"]
+    assert (tmp_path / "prepared" / "data.npy").is_file()
