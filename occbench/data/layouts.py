@@ -430,9 +430,7 @@ def _ctrgcn_origin(x: np.ndarray) -> np.ndarray:
     return exempt
 
 
-def _ctrgcn_part(
-    file: Path, split: str, key: str, part: str, by_content: bool
-) -> tuple[_PartSource, str | None]:
+def _ctrgcn_part(file: Path, split: str, key: str, part: str) -> tuple[_PartSource, str | None]:
     x, y = _NpzArray(file, f"x_{key}"), _NpzArray(file, f"y_{key}")
     _check_coordinates(x.dtype, file)
     if len(x.shape) != 3 or x.shape[2] != MAX_BODIES * NUM_JOINTS * 3:
@@ -451,8 +449,9 @@ def _ctrgcn_part(
                 yield start, _ctrgcn_block(_as_float32(block, file))
 
     names = [f"ctrgcn_{split}_{part}_{i:06d}" for i in range(len(x))]
-    # Several files (CS and CV) hold the same samples byte for byte: deduplicate them by content.
-    keys = [_digest(row) for _, block in x.chunks() for row in block] if by_content else names
+    # An npz names no samples: they are known by content, which deduplicates the files (CS and CV hold
+    # the same samples byte for byte) and finds a sample in both parts of a split (a test-set leak).
+    keys = [_digest(row) for _, block in x.chunks() for row in block]
     return _PartSource(split, part, file, "npz", names, labels, x.shape[1], chunks, keys=keys), width
 
 
@@ -463,7 +462,7 @@ def _ctrgcn_parts(path: Path) -> tuple[list[_PartSource], str | None]:
     for file in files:
         benchmark, split = CTRGCN_FILES.get(file.stem, (None, file.stem.lower()))
         for key, part in (("train", "train"), ("test", "val")):
-            source, width = _ctrgcn_part(file, split, key, part, by_content=len(files) > 1)
+            source, width = _ctrgcn_part(file, split, key, part)
             parts.append(source)
             benchmarks |= {benchmark or width} - {None}
     if len(benchmarks) > 1:

@@ -378,6 +378,14 @@ def test_a_sample_in_both_parts_of_a_split_is_a_leak(tmp_path, samples):
         import_layout(tmp_path, tmp_path / "out")
 
 
+def test_a_sample_in_both_parts_of_one_npz_is_a_leak(tmp_path):
+    """An npz has no sample names: the leak is found by content."""
+    x = ctrgcn_samples()
+    write_npz(tmp_path / "NTU60_CS.npz", [*x[:3], x[1]], [0, 1, 2, 1], classes=60, split_at=3)
+    with pytest.raises(OccbenchError, match="sample ctrgcn_xsub_train_000001 is in both the train and the test part"):
+        import_layout(tmp_path / "NTU60_CS.npz", tmp_path / "out")
+
+
 def test_a_sample_listed_twice_in_a_part_is_refused(tmp_path, samples):
     a, b = NAMES[:2]
     write_part(tmp_path / "xsub", "train", samples, [a, b, a], [0, 1, 0])
