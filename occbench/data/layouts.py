@@ -47,6 +47,7 @@ import hashlib
 import io
 import pickle
 import re
+import tokenize
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -189,13 +190,18 @@ def _visibility(
     }
 
 
-def _pad_bodies(x: np.ndarray, file: Path) -> np.ndarray:
-    """Check (n, 3, T, 25, M<=2) and pad M to 2 bodies."""
-    if x.ndim != 5 or x.shape[1] != 3 or x.shape[3] != NUM_JOINTS or not 1 <= x.shape[4] <= MAX_BODIES:
+def _check_shape(shape: tuple, file: Path) -> None:
+    """(n, 3, T, 25, M<=2), as ST-GCN's gendata writes it."""
+    if len(shape) != 5 or shape[1] != 3 or shape[3] != NUM_JOINTS or not 1 <= shape[4] <= MAX_BODIES:
         raise OccbenchError(
-            f"{file}: shape {tuple(x.shape)} is not (N, 3, T, {NUM_JOINTS}, {MAX_BODIES}) as ST-GCN's "
+            f"{file}: shape {tuple(shape)} is not (N, 3, T, {NUM_JOINTS}, {MAX_BODIES}) as ST-GCN's "
             "gendata writes it; regenerate the file"
         )
+
+
+def _pad_bodies(x: np.ndarray, file: Path) -> np.ndarray:
+    """Pad (n, 3, T, 25, M) to M = 2 bodies."""
+    _check_shape(x.shape, file)
     if x.shape[4] < MAX_BODIES:
         x = np.concatenate([x, np.zeros((*x.shape[:4], MAX_BODIES - x.shape[4]), x.dtype)], axis=4)
     return x
@@ -235,10 +241,14 @@ class _PartSource:
         return None
 
 
+# What numpy raises for a damaged .npy: its header is a Python literal, parsed as one.
+UNREADABLE = (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile)
+
+
 def _load_npy(file: Path) -> np.ndarray:
     try:
         return np.load(file, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except UNREADABLE as err:
         raise OccbenchError(
             f"{file}: unreadable or truncated .npy ({err}); regenerate or download it again"
         ) from None
@@ -321,7 +331,7 @@ def _crossclr_part(split: str, folder: Path, part: str) -> _PartSource | None:
     file = files[0]
     array = _load_npy(file)
     _check_coordinates(array.dtype, file)
-    _pad_bodies(array[:0], file)
+    _check_shape(array.shape, file)
     names, labels = _read_label_pkl(pkl)
     if len(array) != len(names):
         raise OccbenchError(
@@ -376,7 +386,7 @@ class _NpzArray:
                 f"{self.file}: no array {self.key!r} (CTR-GCN npz files hold x_train, y_train, x_test, "
                 "y_test); regenerate it"
             ) from None
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        except UNREADABLE as err:
             raise OccbenchError(f"{self.file}: unreadable or truncated .npz ({err}); regenerate it") from None
 
     @staticmethod
@@ -440,7 +450,17 @@ def _ctrgcn_part(file: Path, split: str, key: str, part: str) -> tuple[_PartSour
             f"{file}: y_{key} has shape {y.shape} for {len(x)} samples in x_{key}; regenerate it"
         )
     labels = y.load()
-    labels = _check_labels(labels.argmax(axis=1) if labels.ndim == 2 else labels, file)
+    if labels.ndim == 2:  # one-hot rows, as CTR-GCN writes them; anything else would argmax to a made-up class
+        if labels.dtype.kind not in "biuf" or labels.shape[1] == 0:
+            raise OccbenchError(f"{file}: y_{key} of dtype {labels.dtype} and shape {labels.shape} is not one-hot "
+                                "labels; regenerate it")
+        hot = labels == 1
+        wrong = np.flatnonzero((hot.sum(axis=1) != 1) | ((labels != 0) & ~hot).any(axis=1))
+        if len(wrong):
+            raise OccbenchError(f"{file}: row {wrong[0]} of y_{key} is not one-hot ({len(wrong)} such rows); "
+                                "regenerate it")
+        labels = labels.argmax(axis=1)
+    labels = _check_labels(labels, file)
     width = {60: "ntu60", 120: "ntu120"}.get(y.shape[1]) if len(y.shape) == 2 else None
 
     def chunks(wanted=_read_all) -> Iterator[tuple[int, np.ndarray]]:
