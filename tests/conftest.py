@@ -1,3 +1,5 @@
+import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -83,3 +85,17 @@ def third_party(tmp_path, monkeypatch):
         return site
 
     return install
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KiB file system (a tmpfs, mounted where the test may: as root), for what a full disk does;
+    skipped where it cannot be mounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)],
+                             capture_output=True).returncode == 0 if shutil.which("mount") else False
+    if not mounted:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -21,6 +21,7 @@ half-written dataset behind.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -154,22 +155,19 @@ class DatasetWriter:
             raise OccbenchError(f"{self.out}: exists and is not an occbench dataset; choose another --out")
         self.partial = self.out.with_name(self.out.name + ".partial")
         shutil.rmtree(self.partial, ignore_errors=True)
+        self.n, self.frames = n, frames
+        self.names: list[str] = [""] * n
+        self.arrays: dict[str, np.ndarray] = {}
         try:
             self.partial.mkdir(parents=True)
+            for name, (dtype, shape) in ARRAYS.items():
+                self.arrays[name] = allocate(self.partial / f"{name}.npy", dtype, (n, *shape(frames)))
+            for name, (dtype, shape) in (extra or {}).items():
+                self.arrays[name] = allocate(self.partial / f"{name}.npy", dtype, (n, *shape))
         except OSError as err:
+            self.arrays.clear()
+            shutil.rmtree(self.partial, ignore_errors=True)
             raise write_error(self.partial, err, "--out") from None
-        self.n, self.frames = n, frames
-        self.arrays = {
-            name: np.lib.format.open_memmap(
-                self.partial / f"{name}.npy", mode="w+", dtype=dtype, shape=(n, *shape(frames))
-            )
-            for name, (dtype, shape) in ARRAYS.items()
-        }
-        for name, (dtype, shape) in (extra or {}).items():
-            self.arrays[name] = np.lib.format.open_memmap(
-                self.partial / f"{name}.npy", mode="w+", dtype=dtype, shape=(n, *shape)
-            )
-        self.names: list[str] = [""] * n
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -186,20 +184,37 @@ class DatasetWriter:
         for array in self.arrays.values():
             array.flush()
         self.arrays.clear()
-        (self.partial / "names.txt").write_text("\n".join(self.names) + "\n")
         splits = {s: {p: [int(i) for i in idx] for p, idx in parts.items()} for s, parts in splits.items()}
-        (self.partial / "splits.json").write_text(json.dumps(splits))
-        (self.partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if self.out.exists():
-            old = self.out.with_name(self.out.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.out, old)
-            os.replace(self.partial, self.out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.partial, self.out)
+        try:
+            (self.partial / "names.txt").write_text("\n".join(self.names) + "\n")
+            (self.partial / "splits.json").write_text(json.dumps(splits))
+            (self.partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+            if self.out.exists():
+                old = self.out.with_name(self.out.name + ".old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(self.out, old)
+                os.replace(self.partial, self.out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.partial, self.out)
+        except OSError as err:  # the partial folder goes in __exit__; a dataset already at `out` stays
+            raise write_error(self.partial, err, "--out") from None
         return SkeletonDataset(self.out)
+
+
+def allocate(path: Path, dtype, shape: tuple) -> np.ndarray:
+    """A writable memory-mapped .npy whose blocks are reserved on disk now: a memory map written into a
+    sparse file on a full disk dies by SIGBUS, a reservation fails here as a plain OSError (ENOSPC)."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    with open(path, "r+b") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that cannot reserve
+                raise
+    return array
 
 
 def derive(

@@ -19,9 +19,9 @@ import numpy as np
 
 import occbench
 from occbench.data import ntu
-from occbench.data.dataset import DatasetWriter, SkeletonDataset
+from occbench.data.dataset import DatasetWriter, SkeletonDataset, allocate
 from occbench.data.skeleton import INFERRED, read_skeleton
-from occbench.errors import OccbenchError, SkeletonFormatError
+from occbench.errors import OccbenchError, SkeletonFormatError, write_error
 
 SYNTHETIC_SPLITS = ("xsub", "xview", "xset")
 
@@ -59,6 +59,7 @@ def prepare(
 
     started = time.time()
     kept: list[tuple[Path, ntu.SampleName]] = []
+    lengths: list[int] = []  # of the samples kept: a skipped file's header does not size the arrays
     with DatasetWriter(out, len(files), max(frames), overwrite=overwrite) as writer:
         for path, result in _parse_all(files, workers, progress):
             if isinstance(result, SkeletonFormatError):
@@ -72,10 +73,15 @@ def prepare(
                 writer[name][k, :f] = result[name]
             writer["length"][k], writer["label"][k] = f, result["label"]
             kept.append((path, ntu.parse_name(path.name)))
+            lengths.append(f)
         if not kept:
             raise OccbenchError(f"{raw}: every .skeleton file was invalid; see the errors above")
-        if len(kept) < len(files):
-            writer = _shrink(writer, len(kept))
+        try:
+            if len(kept) < len(files) or max(lengths) < writer.frames:
+                writer = _shrink(writer, len(kept), max(lengths))
+            _write_report(writer.partial, kept, skipped)
+        except OSError as err:
+            raise write_error(writer.partial, err, "--out") from None
         writer.names = [str(name) for _, name in kept]
         names = [name for _, name in kept]
         split_index = {
@@ -99,7 +105,6 @@ def prepare(
         }
         if synthetic:
             meta["synthetic"] = synthetic
-        _write_report(writer.partial, kept, skipped)
         return writer.finish(split_index, meta)
 
 
@@ -138,7 +143,7 @@ def _synthetic_info(raw: Path) -> dict | None:
 def _select_files(raw: Path, benchmark: str, skip_invalid: bool):
     missing = frozenset() if benchmark == "synthetic" else ntu.missing_skeletons(benchmark)
     files, skipped, seen = [], [], {}
-    for path in sorted(raw.rglob("*.skeleton")):
+    for path in _skeleton_files(raw, skip_invalid, skipped):
         if not path.is_file():  # a folder, a dangling link or a FIFO: not a recording
             if not skip_invalid:
                 raise OccbenchError(f"{path}: not a regular file; remove it or pass --skip-invalid")
@@ -162,17 +167,43 @@ def _select_files(raw: Path, benchmark: str, skip_invalid: bool):
     return files, skipped
 
 
+def _skeleton_files(raw: Path, skip_invalid: bool, skipped: list) -> list[Path]:
+    """Every *.skeleton under `raw`, sorted. A sub-folder that cannot be listed is an error (or, with
+    --skip-invalid, a line of the report): it may hold samples, and a split must never lose them silently."""
+    found = []
+
+    def unreadable(err: OSError) -> None:
+        if not skip_invalid:
+            raise OccbenchError(f"{err.filename}: cannot list ({err.strerror}); fix its permissions or pass "
+                                "--skip-invalid")
+        skipped.append((Path(err.filename), f"folder not listed ({err.strerror})"))
+
+    for folder, dirs, names in os.walk(raw, onerror=unreadable):
+        dirs.sort()
+        found += [Path(folder) / name for name in names if name.endswith(".skeleton")]
+        # a folder named *.skeleton is no recording: listed here so that it is reported, not skipped
+        found += [Path(folder) / name for name in dirs if name.endswith(".skeleton")]
+    return sorted(found)
+
+
 def _frame_counts(files: list[Path], skip_invalid: bool):
-    """Read only the first line of each file to size the arrays before parsing."""
+    """Read only the first line of each file to size the arrays before parsing. Every frame takes at
+    least two bytes (its body count and a newline), so a count beyond half the file's size is a lie that
+    would size the arrays of every sample."""
     counts, kept, skipped = [], [], []
     for path in files:
-        with open(path, "rb") as handle:
-            first = handle.readline().strip()
-        if first.isdigit() and int(first) > 0:
-            counts.append(int(first))
+        try:
+            with open(path, "rb") as handle:
+                first, size = handle.readline(64).strip(), os.fstat(handle.fileno()).st_size
+            count = int(first) if first.isdigit() else 0
+            error = None if 0 < count <= size // 2 else SkeletonFormatError(
+                path, 1, f"expected a positive frame count that fits the file, got {first[:20]!r}")
+        except OSError as err:
+            error = SkeletonFormatError(path, None, f"cannot read ({err.strerror}); check its permissions")
+        if error is None:
+            counts.append(count)
             kept.append(path)
             continue
-        error = SkeletonFormatError(path, 1, f"expected a positive frame count, got {first[:20]!r}")
         if not skip_invalid:
             raise error
         skipped.append((path, str(error)))
@@ -211,21 +242,25 @@ def _parse_all(files: list[Path], workers: int | None, progress: bool):
     bar.close()
 
 
-def _shrink(writer: DatasetWriter, n: int) -> DatasetWriter:
-    """Skipped files leave empty rows at the end: rewrite the arrays with only the first n rows."""
+def _shrink(writer: DatasetWriter, n: int, frames: int) -> DatasetWriter:
+    """Skipped files leave empty rows at the end, and their headers may have asked for more frames than
+    any kept sample has: rewrite the arrays with only the first n rows and `frames` frames."""
     for name, array in list(writer.arrays.items()):
         array.flush()
-        trimmed = np.lib.format.open_memmap(
-            writer.partial / f"{name}.tmp.npy", mode="w+", dtype=array.dtype, shape=(n, *array.shape[1:])
-        )
-        trimmed[:] = array[:n]
+        shape = tuple(n if axis == 0 else frames if axis == FRAME_AXIS[name] else size
+                      for axis, size in enumerate(array.shape))
+        trimmed = allocate(writer.partial / f"{name}.tmp.npy", array.dtype, shape)
+        trimmed[:] = array[tuple(slice(0, size) for size in shape)]
         trimmed.flush()
         del array, trimmed
         writer.arrays.pop(name)
         os.replace(writer.partial / f"{name}.tmp.npy", writer.partial / f"{name}.npy")
         writer.arrays[name] = np.load(writer.partial / f"{name}.npy", mmap_mode="r+")
-    writer.n = n
+    writer.n, writer.frames = n, frames
     return writer
+
+
+FRAME_AXIS = {"data": 2, "mask": 1, "present": 1, "inferred": 1, "length": None, "label": None}
 
 
 def _write_report(folder: Path, kept, skipped) -> None:

@@ -136,3 +136,52 @@ def test_an_out_that_is_a_file_or_under_one_is_a_one_line_error(tmp_path):
         prepare(raw, tmp_path / "taken", "ntu60")
     with pytest.raises(OccbenchError, match=r"cannot write \(a file where a folder is needed\); .* --out"):
         prepare(raw, tmp_path / "taken" / "out", "ntu60")
+
+
+def test_a_full_disk_is_a_one_line_error_that_leaves_nothing(tmp_path, small_disk):
+    """Memory maps written into a sparse file on a full disk die by SIGBUS: the writer reserves its blocks."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(1, 5):
+        write_sample(raw, f"S001C001P001R001A00{i}", frames=300)
+    with pytest.raises(OccbenchError, match=r"out.partial: cannot write \(no space left on the device\)"):
+        prepare(raw, small_disk / "out", "ntu60")
+    assert list(small_disk.iterdir()) == []
+
+
+def test_a_skipped_files_header_does_not_size_the_arrays(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_sample(raw, "S001C001P001R001A001", frames=12)
+    lying = write_sample(raw, "S001C001P001R001A002", frames=20)
+    lines = lying.read_text().split("\n")
+    lying.write_text("\n".join(["9000", *lines[1:]]))  # 9000 frames claimed: the file ends after 20
+    with pytest.raises(SkeletonFormatError, match="A002.skeleton"):
+        prepare(raw, tmp_path / "out", "ntu60")
+    data = prepare(raw, tmp_path / "out", "ntu60", skip_invalid=True)
+    assert data.names == ["S001C001P001R001A001"] and data.frames == 12 and data.data.shape[2] == 12
+    lying.write_text("\n".join(["100000000", *lines[1:]]))  # more frames than the file has bytes
+    with pytest.raises(SkeletonFormatError, match="A002.skeleton, line 1: expected a positive frame count that fits"):
+        prepare(raw, tmp_path / "other", "ntu60")
+
+
+def test_a_sub_folder_that_cannot_be_listed_stops_prepare_or_is_reported(tmp_path, monkeypatch):
+    import os
+
+    raw = tmp_path / "raw"
+    (raw / "locked").mkdir(parents=True)
+    write_sample(raw, "S001C001P001R001A001")
+    write_sample(raw / "locked", "S001C001P001R001A002")
+    scandir = os.scandir
+
+    def refusing(path="."):  # what a folder without read permission does (the tests may run as root)
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    with pytest.raises(OccbenchError, match="locked: cannot list \\(Permission denied\\); fix its permissions"):
+        prepare(raw, tmp_path / "out", "ntu60")
+    data = prepare(raw, tmp_path / "out", "ntu60", skip_invalid=True)
+    assert data.names == ["S001C001P001R001A001"]
+    assert "folder not listed (Permission denied)" in (tmp_path / "out" / "prepare_report.txt").read_text()
