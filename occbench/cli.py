@@ -325,7 +325,7 @@ def _run(args) -> None:
 def _execute(stages, work, args, host, grid) -> None:
     import torch
 
-    from occbench.launchers import default_slots, failure_summary, run_local, submit_slurm
+    from occbench.launchers import default_slots, failure_summary, run_local, submit_slurm, wait_debug_jobs
     from occbench.runner import Context, is_done, run_stage
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -356,9 +356,7 @@ def _execute(stages, work, args, host, grid) -> None:
             print(f"submitted {len(jobs)} jobs ({', '.join(job.job_id for job in jobs.values()) or 'none'}); "
                   f"logs in {folder}; when they finish: occbench table --results {args.results}")
             return
-        for job in jobs.values():  # the debug cluster runs each job when asked for its result
-            job.result()
-        failures = []
+        failures = wait_debug_jobs(jobs, stages)
     else:
         failures = run_local(stages, context, slots=slots, gpus_per_cell=args.gpus_per_cell)
     if any(stage.kind == "evaluate" and is_done(stage, context) for stage in stages):

@@ -30,9 +30,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from occbench import store
 from occbench.errors import OccbenchError
 from occbench.plan import Stage
-from occbench.runner import Context, is_done, run_stage
+from occbench.runner import Context, is_done, note_failure, result_cell, run_stage
 
 LAUNCHERS = ("local", "slurm")
 
@@ -76,7 +77,7 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
                 finish(stage, run_stage(stage, context))
             except OccbenchError as err:
                 finish(stage, err)
-        return _reported(failures)
+        return _reported(failures, stages, context)
     spawn = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     claims = spawn.Queue()
     for slot in range(slots):
@@ -108,10 +109,12 @@ def run_local(stages: list[Stage], context: Context, slots: int = 1, gpus_per_ce
                     broken = True
                 except Exception as err:  # noqa: BLE001 (the other slots finish what they started first)
                     finish(stage, err)
-    return _reported(failures)
+    return _reported(failures, stages, context)
 
 
-def _reported(failures: list[Failure]) -> list[Failure]:
+def _reported(failures: list[Failure], stages: list[Stage], context: Context) -> list[Failure]:
+    for failure in failures:
+        note_failure(failure.stage, failure.error, stages, context)
     bugs = [failure.error for failure in failures if not isinstance(failure.error, OccbenchError)]
     if bugs:
         raise bugs[0]
@@ -208,8 +211,54 @@ def submit_slurm(stages: list[Stage], context: Context, folder: Path, options: d
         parameters = dict(extra, dependency=f"afterok:{':'.join(after)}") if after else extra
         if executor.cluster == "slurm":
             executor.update_parameters(name=f"occbench-{stage.kind}", slurm_additional_parameters=parameters)
-        jobs[stage.key] = executor.submit(run_stage, stage, job_context)
+        cells = [other for other in stages if other.kind == "evaluate"
+                 and stage.key in {s.key for s in (other, *other.upstream())}]
+        jobs[stage.key] = executor.submit(_slurm_job, stage, job_context, cells)
+    if executor.cluster != "debug":  # until its record comes, a cell says it is waiting, and for which jobs
+        for stage in stages:
+            if stage.kind == "evaluate" and stage.key in jobs:
+                waiting = ", ".join(f"{jobs[s.key].job_id} ({s.kind})" for s in (*stage.upstream(), stage)
+                                    if s.key in jobs)
+                note = store.make_note(result_cell(stage, context), "submitted", f"Slurm jobs {waiting}",
+                                       jobs[stage.key].paths.stderr)
+                store.write_note(note, context.results)
     return jobs
+
+
+def _slurm_job(stage: Stage, context: Context, cells: list[Stage]) -> dict:
+    """One Slurm job: its stage, and on failure a failed note for each cell it kept from a result, with
+    the path of the job's log (Slurm itself then never starts the jobs that need it)."""
+    try:
+        return run_stage(stage, context)
+    except Exception as err:
+        note_failure(stage, err, cells, context, log=_job_log())
+        raise
+
+
+def _job_log() -> str | None:
+    import submitit
+
+    try:
+        return str(submitit.JobEnvironment().paths.stderr)
+    except (RuntimeError, KeyError):  # not inside a Slurm job (the debug cluster runs jobs in this process)
+        return None
+
+
+def wait_debug_jobs(jobs: dict, stages: list[Stage]) -> list[Failure]:
+    """Run the jobs of submitit's debug cluster in this process, in submission order, as Slurm would: a job
+    whose needs failed does not start. Returns the failed stages, like `run_local`; a bug is raised."""
+    by_key = {stage.key: stage for stage in stages}
+    failures: list[Failure] = []
+    for key, job in jobs.items():
+        if any(need.key in {failure.stage.key for failure in failures} for need in by_key[key].upstream()):
+            continue
+        error = job.exception()  # not job.result(): on an error the debug cluster would open pdb
+        if error is not None:
+            failures.append(Failure(by_key[key], error))
+    bugs = [failure.error for failure in failures if not isinstance(failure.error, OccbenchError)]
+    if bugs:
+        raise bugs[0]
+    return failures
 
 
 def _die_with_parent(parent: int) -> None:

@@ -162,5 +162,10 @@ def record_name(cell: dict) -> str:
     return stem + seed
 
 
+def note_name(cell: dict) -> str:
+    """The file of the status note (failed, submitted) of a cell that has no record yet."""
+    return record_name(cell).removesuffix(".json") + ".status.json"
+
+
 def _safe(part: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "+._=" else "_" for ch in part).strip("_") or "_"

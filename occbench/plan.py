@@ -54,6 +54,13 @@ class Stage:
     def need(self, kind: str) -> Stage:
         return next(need for need in self.needs if need.kind == kind)
 
+    def upstream(self) -> list[Stage]:
+        """Every stage this one needs, however indirectly, each once, needed ones first."""
+        found: dict[str, Stage] = {}
+        for need in self.needs:
+            found |= {stage.key: stage for stage in (*need.upstream(), need)}
+        return list(found.values())
+
 
 @dataclass
 class Grid:

@@ -116,6 +116,8 @@ class Cell:
     change: float | None = None  # signed, against the layout's baseline cell
     change_abs: float | None = None  # published magnitude whose sign was lost (Table IV)
     paper: float | None = None
+    status: str | None = None  # "failed" or "submitted" (its seeds' status notes), when it has no result
+    notes: list[dict] = field(default_factory=list)  # the status notes of its seeds without a result
 
 
 @dataclass
@@ -195,9 +197,11 @@ def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict
     """The tables of one layout: one per combination of the layout's context fields that has results."""
     spec = LAYOUTS[layout]
     rows = _filtered(rows, {name: value for name, value in filters.items() if name != "imputer"})
-    stats, changes_abs = _stats(_latest_per_seed(rows), spec.metric, spec.scale)
+    latest = _latest_per_seed(rows)
+    stats, changes_abs = _stats(latest, spec.metric, spec.scale)
+    statuses = _statuses(latest)
     # The imputer filter picks the cells shown; the non-imputed baselines stay available for the changes.
-    shown = [key for key in map(_key_dict, stats) if spec.shown(key)
+    shown = [key for key in map(_key_dict, dict.fromkeys([*stats, *statuses])) if spec.shown(key)
              and str(key["imputer"]) == str(filters.get("imputer", key["imputer"]))]
     if not shown:
         raise OccbenchError(f"no {layout} table in these results{_describe(filters)}")
@@ -206,7 +210,7 @@ def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict
     for context in _contexts(spec, shown, filters):
         keys = [key for key in shown if all(key[name] == value for name, value in context.items())]
         if keys:
-            table = _table(layout, context, keys, stats, changes_abs, published if compare else {})
+            table = _table(layout, context, keys, stats, changes_abs, published if compare else {}, statuses)
             table.published_only, table.compare = published_only, compare
             table.citations = _citations(keys, published) if published_only or compare else []
             tables.append(table)
@@ -241,6 +245,15 @@ def _latest_per_seed(rows: list[dict]) -> list[dict]:
         if slot not in latest or str(row.get("finished") or "") >= str(latest[slot].get("finished") or ""):
             latest[slot] = row
     return list(latest.values())
+
+
+def _statuses(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """The status notes (failed, submitted) per cell: seeds that have no result."""
+    found: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row.get("status"):
+            found.setdefault(tuple(row.get(name) for name in KEY), []).append(row)
+    return found
 
 
 def _stats(rows: list[dict], metric: str = "top1", scale: float = 1.0) -> tuple[dict[tuple, Stat], dict[tuple, float]]:
@@ -297,13 +310,14 @@ def _rank(name: str, value: Any) -> tuple:
     return (order.index(value) if value in order else len(order), str(value))
 
 
-def _table(layout: str, context: dict, keys: list[dict], stats: dict, changes_abs: dict, published: dict) -> Table:
+def _table(layout: str, context: dict, keys: list[dict], stats: dict, changes_abs: dict, published: dict,
+           statuses: dict) -> Table:
     spec = LAYOUTS[layout]
     row_keys = _distinct(keys, spec.rows)
     col_keys = _distinct(keys, spec.columns)
     # fields the layout does not lay out are the same in all its records (quality: no method, no protocol)
     fixed = {name: keys[0][name] for name in KEY if name not in (*spec.context, *spec.rows, *spec.columns)}
-    cells = [[_cell(fixed | context | row | col, spec, stats, changes_abs, published) for col in col_keys]
+    cells = [[_cell(fixed | context | row | col, spec, stats, changes_abs, published, statuses) for col in col_keys]
              for row in row_keys]
     return Table(layout, context, row_keys, col_keys, cells)
 
@@ -314,9 +328,11 @@ def _distinct(keys: list[dict], fields: tuple[str, ...]) -> list[dict]:
     return [dict(zip(fields, values, strict=True)) for values in ordered]
 
 
-def _cell(key: dict, spec: Layout, stats: dict, changes_abs: dict, published: dict) -> Cell:
+def _cell(key: dict, spec: Layout, stats: dict, changes_abs: dict, published: dict, statuses: dict) -> Cell:
     as_tuple = tuple(key[name] for name in KEY)
-    cell = Cell(stats.get(as_tuple), change_abs=changes_abs.get(as_tuple))
+    cell = Cell(stats.get(as_tuple), change_abs=changes_abs.get(as_tuple), notes=statuses.get(as_tuple, []))
+    if cell.stat is None and cell.notes:
+        cell.status = "failed" if any(note["status"] == "failed" for note in cell.notes) else "submitted"
     cell.paper = published.get(_paper_key(key), (None, None))[0]
     baseline = spec.baseline(key)
     if cell.stat and baseline:
@@ -368,7 +384,7 @@ def cell_text(cell: Cell, style: Style, compare: bool = False) -> str:
 
 def _value_text(cell: Cell, style: Style) -> str:
     if cell.stat is None:
-        return style.missing
+        return {"failed": "failed", "submitted": "pending"}.get(cell.status, style.missing)
     text = f"{cell.stat.mean:.2f}"
     if cell.stat.std is not None:
         text += f" {style.pm} {cell.stat.std:.2f}"
@@ -433,12 +449,27 @@ def notes(table: Table, style: Style) -> list[str]:
                      "its sign was lost in the text.")
     if table.compare:
         lines.append(f"Each cell: ours / published; {style.missing} where there is no number.")
+    lines += [style.escape(line) for line in _status_lines(table)]
     lines += [style.escape(f"Published: {citation}.") for citation in table.citations]
+    return lines
+
+
+def _status_lines(table: Table) -> list[str]:
+    """One line per seed of a cell that has no result: why it failed, or that it waits in Slurm, and its log."""
+    lines = []
+    for labels, row in zip(row_labels(table), table.cells, strict=True):
+        for column, cell in zip(_column_titles(table, " "), row, strict=True):
+            for note in cell.notes:
+                what = "failed" if note["status"] == "failed" else "pending"
+                log = f" (log: {note['log']})" if note.get("log") else ""
+                lines.append(f"{what}: {' '.join(labels)}, {column}, seed {note.get('seed')}: {note.get('error')}{log}")
     return lines
 
 
 def _seeds_note(table: Table, style: Style) -> str:
     seeds = [cell.stat.seeds for row in table.cells for cell in row if cell.stat]
+    if not seeds:
+        return "No cell has a result yet."
     low, high = min(seeds), max(seeds)
     if high == 1:
         return "One run per cell."
@@ -519,7 +550,7 @@ def tidy(tables: list[Table]) -> list[dict]:
     for table in tables:
         for row_key, row in zip(table.row_keys, table.cells, strict=True):
             for col_key, cell in zip(table.col_keys, row, strict=True):
-                if cell.stat is None and cell.paper is None:
+                if cell.stat is None and cell.paper is None and not cell.notes:
                     continue
                 records.append({"layout": table.layout} | table.context | row_key | col_key | _numbers(cell, table))
     return records
@@ -533,6 +564,7 @@ def _numbers(cell: Cell, table: Table) -> dict:
     if table.compare:
         numbers[f"paper_{metric}"] = cell.paper
     numbers["source"] = "paper" if table.published_only else "occbench"
+    numbers["status"] = cell.status  # failed or submitted: no result yet (the notes under the table say why)
     return numbers
 
 

@@ -423,9 +423,23 @@ def _record(stage: Stage, context: Context, result: dict) -> dict:
                                   global_batch=pretrain.settings["batch_size"], wall_seconds=result["wall_seconds"],
                                   threads={"pretrain": output(pretrain, context).get("threads"),
                                            "evaluate": torch.get_num_threads()})
+    return store.make_record(result_cell(stage, context), result["metrics"], config, provenance)
+
+
+def result_cell(stage: Stage, context: Context) -> dict:
+    """The cell of an evaluation stage's record (and of a status note in its place)."""
     method = context.host.methods[stage.cell.method]
-    cell = {**asdict(stage.cell), "stream": "+".join(stream[0].upper() for stream in method.streams)}
-    return store.make_record(cell, result["metrics"], config, provenance)
+    return {**asdict(stage.cell), "stream": "+".join(stream[0].upper() for stream in method.streams)}
+
+
+def note_failure(failed: Stage, error: BaseException, stages: list[Stage], context: Context,
+                 log: str | None = None) -> None:
+    """A failed note in the results folder for every result cell among `stages` that `failed` (or a stage
+    it needs) kept from being computed: `occbench table` shows them as failed, with why and the log."""
+    for stage in stages:
+        if stage.kind == "evaluate" and failed.key in {s.key for s in (stage, *stage.upstream())}:
+            note = store.make_note(result_cell(stage, context), "failed", f"{failed.label}: {error}", log)
+            store.write_note(note, context.results)
 
 
 EXECUTORS = {"data": _data, "impute": _impute, "pretrain": _pretrain, "evaluate": _evaluate}

@@ -13,6 +13,11 @@ An imputation-quality record has ``cell.protocol == "imputation"`` (method and s
 metrics ``mpjpe`` (test part, in the data's units: metres for NTU), ``mpjpe_train``, ``count`` and
 ``per_joint``, in place of the accuracies.
 
+A cell that has no result yet may have a status note in its place (``"status": "failed"`` or
+``"submitted"``, with ``error`` and ``log``, empty metrics), in a file of its own beside where its record
+will be (`paths.note_name`): `occbench table` shows the cell as failed or pending, with the log's path,
+until its record is written (which removes the note).
+
 A results file holds one record, or a list of records (the published tables in ``occbench/published/``).
 Every ``*.json`` under a results folder is read; JSON that is not a record (no ``"schema"``) is foreign
 and ignored, so a results folder may share space with other files.
@@ -45,6 +50,7 @@ CELL_FIELDS = ("method", "stream", "imputer", "dataset", "split", "occlusion", "
 METRIC_FIELDS = ("top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs")
 QUALITY_PROTOCOL = "imputation"  # the protocol of imputation-quality records
 QUALITY_FIELDS = ("mpjpe", "mpjpe_train", "count", "per_joint")
+STATUSES = ("failed", "submitted")  # of a status note: a cell without a result
 NUMBERS = ("top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs", "mpjpe", "mpjpe_train", "count")
 # Provenance fields copied into the flat rows of `records_frame`; the rest (plugins, ...) stay nested.
 PROVENANCE_COLUMNS = ("source", "citation", "note", "occbench", "torch", "git", "device", "world_size",
@@ -94,8 +100,11 @@ def check_record(record: Any) -> None:
     missing = [field for field in CELL_FIELDS if field not in record["cell"]]
     if missing:
         raise OccbenchError(f"record cell lacks {', '.join(missing)}")
+    status = record.get("status")
+    if status is not None and (status not in STATUSES or not isinstance(record.get("error", ""), str)):
+        raise OccbenchError(f"record status {status!r}: expected one of {', '.join(STATUSES)} with an error text")
     needed = "mpjpe" if record["cell"]["protocol"] == QUALITY_PROTOCOL else "top1"
-    if needed not in record["metrics"]:
+    if status is None and needed not in record["metrics"]:
         raise OccbenchError(f"record metrics lack {needed!r}")
     seed = record["cell"]["seed"]
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -105,6 +114,20 @@ def check_record(record: Any) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value)):
             raise OccbenchError(f"record metric {name} is {value!r}: expected a finite number (or null)")
+
+
+def make_note(cell: dict, status: str, error: str, log: str | None, config: dict | None = None) -> dict:
+    """A status note for `cell`, which has no result: failed (error says why) or submitted to Slurm."""
+    note = {"schema": SCHEMA, "cell": {field: cell.get(field) for field in CELL_FIELDS}, "metrics": {},
+            "status": status, "error": error, "log": None if log is None else str(log), "config": config,
+            "provenance": {"source": "occbench", "occbench": __version__,
+                           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+    check_record(note)
+    return note
+
+
+def write_note(note: dict, folder: Path) -> Path:
+    return write_record(note, folder, name=paths.note_name(note["cell"]))
 
 
 def provenance(*, plugins: dict[str, str] | None = None, device: str | None = None, world_size: int = 1,
@@ -193,6 +216,8 @@ def write_record(record: dict, folder: Path, name: str | None = None) -> Path:
             os.fsync(handle.fileno())
         os.chmod(handle.name, 0o666 & ~_umask())  # what open() would have made: a shared folder stays readable
         os.replace(handle.name, target)
+        if "status" not in record:  # the cell has its result: a note of its failure is history
+            (folder / paths.note_name(record["cell"])).unlink(missing_ok=True)
     except BaseException as err:
         Path(handle.name).unlink(missing_ok=True)  # the old record, if any, stays as it was
         if isinstance(err, OSError):
@@ -287,6 +312,7 @@ def _flatten(record: dict) -> dict:
     origin = record["provenance"]
     row = dict(record["cell"]) | dict(record["metrics"])
     row |= {field: origin.get(field) for field in PROVENANCE_COLUMNS}
+    row |= {field: record.get(field) for field in ("status", "error", "log")}
     row["path"] = record.get("path")
     return row
 
@@ -301,7 +327,7 @@ def records_frame(source: Path | str | Iterable[dict]):
 
     records = load_records(source) if isinstance(source, (str, Path)) else list(source)
     rows = flat_rows(records)
-    columns = list(dict.fromkeys([*CELL_FIELDS, *METRIC_FIELDS, *PROVENANCE_COLUMNS, "path"]
+    columns = list(dict.fromkeys([*CELL_FIELDS, *METRIC_FIELDS, *PROVENANCE_COLUMNS, "status", "error", "log", "path"]
                                  + [key for row in rows for key in row]))
     frame = pd.DataFrame(rows, columns=columns)
     # Missing numbers are None in the records; as NaN the columns stay numeric (mean, groupby work).

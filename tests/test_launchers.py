@@ -12,12 +12,16 @@ from occbench.cli import main
 from occbench.errors import OccbenchError
 from occbench.launchers import _claim_slot, _slot_devices, default_slots, submit_slurm
 from occbench.plan import Stage
+from occbench.report import render
 from occbench.runner import Context
+from occbench.store import records_frame
 from tests.tiny_grid import cli_env, events
 
 
-def records(tmp_path):
-    return [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+def records(tmp_path, notes=False):
+    """The result records in the results folder (or, notes=True, the status notes of cells without one)."""
+    found = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    return [record for record in found if ("status" in record) == notes]
 
 
 def test_local_slots_run_ready_stages_in_parallel_worker_processes(tiny_grid, capsys, monkeypatch):
@@ -42,7 +46,7 @@ def test_slurm_debug_cluster_runs_one_job_per_stage(tiny_grid, capsys):
     assert main([*args, "--work", str(work), "--launcher", "slurm", "--slurm-option", "cluster=debug"]) == 0
     assert "tinyclr" in capsys.readouterr().out.lower()
     assert len(records(tmp_path)) == 2 and len(events(tmp_path, "finished")) == 5
-    assert (work / "slurm").is_dir()  # submitit's job folder
+    assert {pid for *_, pid in events(tmp_path, "finished")} == {str(os.getpid())}  # in this process
     assert main([*args, "--work", str(work), "--launcher", "slurm", "--slurm-option", "cluster=debug"]) == 0
     assert len(events(tmp_path, "started")) == 5  # nothing submitted again
 
@@ -58,8 +62,9 @@ class RecordingExecutor:
     def update_parameters(self, **parameters):
         self.parameters.update(parameters)
 
-    def submit(self, fn, stage, context):
-        job = type("Job", (), {"job_id": str(100 + len(self.submitted))})()
+    def submit(self, fn, stage, context, cells):
+        job_id = str(100 + len(self.submitted))
+        job = type("Job", (), {"job_id": job_id, "paths": type("Paths", (), {"stderr": f"/logs/{job_id}.err"})()})()
         self.submitted.append((stage, dict(self.parameters), job))
         return job
 
@@ -92,6 +97,27 @@ def test_slurm_jobs_depend_on_the_jobs_of_the_stages_they_need(tiny_grid, monkey
                           "evaluate": f"afterok:{ids['pretrain']}:{ids['data']}"}
     assert submitted[0][1]["timeout_min"] == 60 and submitted[0][1]["slurm_partition"] == "gpu"
     assert set(jobs) == {stage.key for stage in stages}
+    # until its record comes, `occbench table` shows the cell as pending, with its jobs and log
+    [note] = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.status.json")]
+    assert note["status"] == "submitted" and note["log"] == f"/logs/{ids['evaluate']}.err"
+    data, pretrain, evaluate = ids["data"], ids["pretrain"], ids["evaluate"]
+    assert note["error"] == f"Slurm jobs {data} (data), {pretrain} (pretrain), {evaluate} (evaluate)"
+    table = render(records_frame(tmp_path / "results"))
+    assert next(line for line in table.splitlines() if line.startswith("| tinyclr")).split("|")[-2].strip() == "pending"
+    assert f"pending: tinyclr J, none xsub, seed 0: Slurm jobs {ids['data']} (data)" in table
+
+
+def test_a_failed_slurm_job_is_a_failed_cell_in_the_table(tiny_grid, capsys, monkeypatch):
+    tmp_path, _, args = tiny_grid
+    args[args.index("--seeds") + 1] = "0"
+    monkeypatch.setenv("TINY_NAN", "0.07")  # the pretraining diverges
+    assert main([*args, "--launcher", "slurm", "--slurm-option", "cluster=debug"]) == 2
+    assert "loss became nan at epoch 0" in capsys.readouterr().err
+    [note] = records(tmp_path, notes=True)
+    assert not records(tmp_path) and note["status"] == "failed" and note["error"].startswith("pretrain tinyclr none synthetic/xsub seed0: ")
+    assert main(["table", "--results", str(tmp_path / "results")]) == 0
+    table = capsys.readouterr().out
+    assert "failed: tinyclr J, none xsub, seed 0: pretrain tinyclr" in table
 
 
 def test_slurm_option_errors_are_one_line(tiny_grid, capsys):
@@ -188,6 +214,7 @@ def test_a_worker_that_dies_is_a_one_line_error_and_the_rerun_continues(tiny_gri
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "worker process died" in err and "re-run" in err
     assert not records(tmp_path)  # no half-written result
+    assert {note["status"] for note in records(tmp_path, notes=True)} == {"failed"}
     monkeypatch.delenv("TINY_DIE")
     assert main([*args, "--slots", "2"]) == 0
     started = [kind for kind, _, _ in events(tmp_path, "started")]

@@ -266,13 +266,24 @@ def test_a_nan_loss_fails_its_stage_records_nothing_and_the_rest_of_the_grid_fin
     err = capsys.readouterr().err.strip()
     assert err.startswith("occbench: error: pretrain tinyclr none synthetic/xsub seed0: loss became nan at epoch 0")
     assert "(1 of 5 stages failed, 1 more did not run; finished stages are kept" in err and len(err.splitlines()) == 1
-    records = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    files = {p.name: json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")}
+    records = [record for record in files.values() if "status" not in record]
     assert [record["cell"]["method"] for record in records] == ["skeletonclr"]  # nothing of the failed cell
+    # in its place a note, which `occbench table` shows as a failed cell, with why
+    [note] = [record for record in files.values() if "status" in record]
+    assert note["status"] == "failed" and note["cell"]["method"] == "tinyclr" and not note["metrics"]
+    assert note["error"].startswith("pretrain tinyclr none synthetic/xsub seed0: loss became nan at epoch 0")
+    assert main(["table", "--results", str(tmp_path / "results")]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| tinyclr"))
+    assert row.split("|")[-2].strip() == "failed"
+    assert "failed: tinyclr J, none xsub, seed 0: pretrain tinyclr none synthetic/xsub seed0: loss became nan" in table
     monkeypatch.delenv("TINY_NAN")
     done = len(events(tmp_path, "finished"))
     assert main([*args, "methods.skeletonclr.queue_size=64", "--slots", "1"]) == 0
     assert [kind for kind, *_ in events(tmp_path, "finished")[done:]] == ["pretrain", "evaluate"]
-    assert len(list((tmp_path / "results").glob("*.json"))) == 2
+    names = [p.name for p in (tmp_path / "results").glob("*.json")]
+    assert len(names) == 2 and not [name for name in names if name.endswith(".status.json")]  # the note is gone
 
 
 def test_nan_features_fail_the_evaluation_and_record_nothing(tiny_grid, capsys, monkeypatch):
