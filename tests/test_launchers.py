@@ -114,7 +114,8 @@ def test_a_failed_slurm_job_is_a_failed_cell_in_the_table(tiny_grid, capsys, mon
     assert main([*args, "--launcher", "slurm", "--slurm-option", "cluster=debug"]) == 2
     assert "loss became nan at epoch 0" in capsys.readouterr().err
     [note] = records(tmp_path, notes=True)
-    assert not records(tmp_path) and note["status"] == "failed" and note["error"].startswith("pretrain tinyclr none synthetic/xsub seed0: ")
+    assert not records(tmp_path) and note["status"] == "failed"
+    assert note["error"].startswith("pretrain tinyclr none synthetic/xsub seed0: ")
     assert main(["table", "--results", str(tmp_path / "results")]) == 0
     table = capsys.readouterr().out
     assert "failed: tinyclr J, none xsub, seed 0: pretrain tinyclr" in table

@@ -178,7 +178,7 @@ def compare(fast: STGCN, ref: STGCN, x, ignore, rtol, out_atol):
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     a, b = fast(xa, ignore), ref(xb, ignore)
     torch.testing.assert_close(a, b, rtol=0, atol=out_atol)
-    weights = torch.linspace(-1, 1, a.shape[1], dtype=a.dtype)
+    weights = torch.linspace(-1, 1, a.shape[1], dtype=a.dtype, device=a.device)
     (a * weights).sum().backward()
     (b * weights).sum().backward()
     grads = [(n, p.grad, q.grad) for (n, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True)]
@@ -275,7 +275,7 @@ def test_train_mode_with_dropout_equals_the_reference_given_the_same_masks(monke
         block.tcn[4] = _MaskedDropout(next(replay))
     b = ref(xb)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
-    weights = torch.linspace(-1, 1, a.shape[1], dtype=a.dtype)
+    weights = torch.linspace(-1, 1, a.shape[1], dtype=a.dtype, device=a.device)
     (a * weights).sum().backward()
     (b * weights).sum().backward()
     for (name, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True):
@@ -383,6 +383,22 @@ def test_pool_reads_the_time_outer_view_and_any_other_layout():
     torch.testing.assert_close(STGCN.pool(fmap.contiguous(), 2), expected)
 
 
+def test_a_device_whose_equality_test_has_not_run_gets_the_published_formulation(monkeypatch):
+    from occbench.nn import stgcn
+
+    fast = trained_like(dropout=0.0).eval()
+    ref = ReferenceSTGCN(dropout=0.0).eval()
+    ref.load_state_dict(fast.state_dict())
+    x = skeletons()
+    monkeypatch.setattr(stgcn, "CHECKED_DEVICES", frozenset())  # as CUDA is until a GPU run
+    monkeypatch.setattr(stgcn._TemporalUnit, "apply", lambda *args: pytest.fail("the fast path ran"))
+    for ignore in (None, [3, 7]):  # the same blocks; only the pooling's rounding differs
+        torch.testing.assert_close(fast(x, ignore), ref(x, ignore), rtol=0, atol=1e-6)
+    fast.train()
+    fast(x).square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in fast.parameters())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     fast = trained_like(dropout=0.0).eval()
@@ -392,3 +408,17 @@ def test_cuda_matches_cpu():
     fast.train()
     fast(x.cuda()).square().sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in fast.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("ignore", [None, [3, 7, 7, 20]])
+def test_the_fast_formulation_on_cuda_agrees_with_the_reference(monkeypatch, ignore):
+    """The test that would add "cuda" to CHECKED_DEVICES: STGCN's own formulation, forced on CUDA."""
+    from occbench.nn import stgcn
+
+    monkeypatch.setattr(stgcn, "CHECKED_DEVICES", frozenset({"cpu", "cuda"}))
+    for mode in ("eval", "train"):
+        fast = trained_like(dropout=0.0).double().cuda().train(mode == "train")
+        ref = ReferenceSTGCN(dropout=0.0).double().cuda().train(mode == "train")
+        ref.load_state_dict(fast.state_dict())
+        compare(fast, ref, skeletons(dtype=torch.float64).cuda(), ignore, 1e-10, 1e-12)
