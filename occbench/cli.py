@@ -333,7 +333,8 @@ def _execute(stages, work, args, host, grid) -> None:
         raise OccbenchError(f"--device {device}: use cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise OccbenchError(f"--device {device}: no CUDA device on this machine; use --device cpu")
-    for option, folder in (("--results", Path(args.results)), ("--work", Path(work))):
+    folders = (("--results", Path(args.results)), ("--work", Path(work)))
+    for option, folder in folders:
         if folder.exists() and not folder.is_dir():  # found now, not after the first pretraining
             raise OccbenchError(f"{option} {folder}: a file, not a folder; choose another {option}")
     context = Context(work=work, results=args.results, host=host, device=device, disabled=tuple(args.disable_plugin))
@@ -346,6 +347,8 @@ def _execute(stages, work, args, host, grid) -> None:
         for stage in stages:
             print(f"  {'cached' if stage in done else 'to run':>6}  {stage.kind:<8} {stage.key}  {stage.label}")
         return
+    for option, folder in folders:
+        _check_writable(folder, option)
     for stage in done:  # cached: nothing runs, but their records join this run's results folder
         run_stage(stage, context)
     if args.launcher == "slurm":
@@ -363,6 +366,20 @@ def _execute(stages, work, args, host, grid) -> None:
         _print_tables(stages, args, grid)
     if failures:
         raise OccbenchError(failure_summary(failures, stages, context))
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """A results or work folder that cannot be written (read-only, not ours, a full disk): found now, not
+    after the first pretraining."""
+    import tempfile
+
+    from occbench.errors import write_error
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise write_error(folder, err, option) from None
 
 
 def _print_tables(stages, args, grid) -> None:

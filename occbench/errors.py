@@ -32,4 +32,6 @@ def write_error(path, err: OSError, option: str) -> OccbenchError:
             errno.EACCES: "permission denied", errno.EPERM: "permission denied",
             errno.ENOTDIR: "a file where a folder is needed", errno.EEXIST: "a file where a folder is needed",
             errno.EDQUOT: "disk quota exceeded"}.get(err.errno, err.strerror or str(err))
-    return OccbenchError(f"{path}: cannot write ({what}); free space, or pass {option} with a writable folder")
+    full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return OccbenchError(f"{path}: cannot write ({what}); {'free space, or ' if full else ''}pass {option} with a "
+                         "writable folder")

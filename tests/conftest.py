@@ -87,15 +87,24 @@ def third_party(tmp_path, monkeypatch):
     return install
 
 
+def _mounted(folder: Path, options: str):
+    """A tmpfs mounted at `folder` with `options` (where the test may mount: as root), or a skip."""
+    folder.mkdir()
+    mounted = shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 512 KiB file system (a tmpfs, mounted where the test may: as root), for what a full disk does;
-    skipped where it cannot be mounted."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)],
-                             capture_output=True).returncode == 0 if shutil.which("mount") else False
-    if not mounted:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
+    """A 512 KiB file system, for what a full disk does."""
+    yield from _mounted(tmp_path / "disk", "size=512k")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder on a read-only file system."""
+    yield from _mounted(tmp_path / "read-only", "ro,size=64k")

@@ -326,6 +326,18 @@ def test_a_results_or_work_path_that_is_a_file_is_a_one_line_error(tiny_grid, ca
     assert "--results" in capsys.readouterr().err and not events(tmp_path, "started")
 
 
+def test_a_read_only_results_or_work_folder_is_a_one_line_error_before_anything_runs(tiny_grid, read_only_folder,
+                                                                                    capsys):
+    tmp_path, _, args = tiny_grid
+    assert main([*args, "--work", str(read_only_folder / "work"), "--slots", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"occbench: error: {read_only_folder / 'work'}: cannot write (a read-only file system); pass "
+                   "--work with a writable folder")
+    args[args.index("--results") + 1] = str(read_only_folder)
+    assert main([*args, "--slots", "1"]) == 2
+    assert "a read-only file system" in capsys.readouterr().err and not events(tmp_path, "started")
+
+
 def test_a_truncated_record_is_restored_from_its_stage(tiny_grid):
     tmp_path, _, args = tiny_grid
     assert main(args) == 0
