@@ -42,7 +42,7 @@ def test_prepare_from_the_command_line(tmp_path, capsys):
 def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, argv, words):
     (tmp_path / "bad").mkdir()
     write_sample(tmp_path / "bad", "S001C001P001R001A001")
-    (tmp_path / "bad" / "S001C001P001R001A002.skeleton").write_text("5\nabc\n")
+    (tmp_path / "bad" / "S001C001P001R001A002.skeleton").write_text("2\nabc\n")
     (tmp_path / "misnamed").mkdir()
     shutil.copy(tmp_path / "bad" / "S001C001P001R001A001.skeleton", tmp_path / "misnamed" / "walk.skeleton")
     code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])

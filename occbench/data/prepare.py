@@ -196,8 +196,12 @@ def _frame_counts(files: list[Path], skip_invalid: bool):
             with open(path, "rb") as handle:
                 first, size = handle.readline(64).strip(), os.fstat(handle.fileno()).st_size
             count = int(first) if first.isdigit() else 0
-            error = None if 0 < count <= size // 2 else SkeletonFormatError(
-                path, 1, f"expected a positive frame count that fits the file, got {first[:20]!r}")
+            error = None
+            if count <= 0:
+                error = SkeletonFormatError(path, 1, f"expected a positive frame count, got {first[:20]!r}")
+            elif count > size // 2:
+                error = SkeletonFormatError(path, 1, f"{count} frames announced, more than its {size} bytes can "
+                                                     "hold (each frame takes at least 2)")
         except OSError as err:
             error = SkeletonFormatError(path, None, f"cannot read ({err.strerror}); check its permissions")
         if error is None:
