@@ -293,7 +293,9 @@ def test_nan_features_fail_the_evaluation_and_record_nothing(tiny_grid, capsys, 
     err = capsys.readouterr().err
     assert "2 of 5 stages failed" in err and "evaluate linear tinyclr none synthetic/xsub seed0: " in err
     assert "the encoder gives NaN or infinite features" in err and "Traceback" not in err
-    assert not list((tmp_path / "results").glob("*.json"))
+    notes = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    assert sorted(note["cell"]["seed"] for note in notes) == [0, 1]  # each cell's status note, no record
+    assert all(note["status"] == "failed" and "NaN or infinite features" in note["error"] for note in notes)
     assert [kind for kind, *_ in events(tmp_path, "finished")] == ["data", "pretrain", "pretrain"]
 
 
