@@ -64,6 +64,8 @@ def is_done(stage: Stage, context: Context) -> bool:
     try:
         result = json.loads(marker.read_text())
         whole = isinstance(result, dict) and (stage.kind != "evaluate" or bool(result.get("records")))
+        # a flipped digit leaves valid JSON: the marker's digest of its own content finds it
+        whole = whole and result.pop(MARKER_DIGEST, None) in (None, _marker_digest(result))
     except (OSError, UnicodeDecodeError, ValueError):
         whole = False
     if not whole:
@@ -72,9 +74,17 @@ def is_done(stage: Stage, context: Context) -> bool:
     return whole
 
 
+MARKER_DIGEST = "marker_digest"  # done.json's digest of the rest of its content
+
+
+def _marker_digest(result: dict) -> str:
+    return paths.digest({"marker": result}, length=32)
+
+
 def output(stage: Stage, context: Context) -> dict:
     folder = stage.folder(context.work)
     result = json.loads((folder / paths.DONE).read_text())
+    result.pop(MARKER_DIGEST, None)
     return result | {name: str(paths.resolve(folder, result[name])) for name in FILE_OUTPUTS if name in result}
 
 
@@ -127,6 +137,8 @@ def _discard(stage: Stage, context: Context, path: Path) -> None:
 def _finish(stage: Stage, context: Context, result: dict) -> dict:
     folder = stage.folder(context.work)
     kept = result | {name: paths.relative_to(folder, result[name]) for name in FILE_OUTPUTS if name in result}
+    kept = json.loads(json.dumps(kept, default=str))  # as it will be read back
+    kept[MARKER_DIGEST] = _marker_digest(kept)
     tmp = folder / f"{paths.DONE}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -198,23 +210,23 @@ def _compute(stage: Stage, context: Context) -> dict:
 def _copy_records(result: dict, results: Path) -> None:
     """A cached stage's records into this run's results folder: the stage keeps its own copy, so they
     reach any folder, wherever (and from whichever working directory) the stage was first computed.
-    A record of the same cell made by other stages (other settings under the same profile name) is
-    replaced: a results folder holds the grid as it was last run."""
+    A record that differs from the stage's copy (damaged, edited, or made by other stages: other
+    settings under the same profile name) is replaced: a results folder holds the grid as it was last run."""
     records = result.get("records", {})
     if not isinstance(records, dict):  # stages finished before the copy was kept: paths to the records
         found = [Path(p) for p in filter(None, [result.get("record"), *records])]
         records = {p.name: json.loads(p.read_text()) for p in found if p.is_file()}
     for record in records.values():
         name = store.record_name(record)
-        if _made_by(Path(results) / name) != (record.get("config") or {}).get("stages"):
+        if _stored(Path(results) / name) != store.as_stored(record):  # missing, damaged, or another stage's
             store.write_record(record, results, name=name)
 
 
-def _made_by(path: Path) -> dict | None:
-    """The stage keys of the record at `path`; None when there is none (or it cannot be read)."""
+def _stored(path: Path) -> dict | None:
+    """The record at `path`; None when there is none (or it cannot be read)."""
     try:
-        return (json.loads(path.read_text()).get("config") or {}).get("stages")
-    except (OSError, ValueError, AttributeError):
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
 
 

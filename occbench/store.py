@@ -226,6 +226,11 @@ def write_record(record: dict, folder: Path, name: str | None = None) -> Path:
     return target
 
 
+def as_stored(record: dict) -> dict:
+    """`record` as `write_record` stores it (and `json.load` reads it back)."""
+    return json.loads(json.dumps(_jsonable(_without_path(record)), allow_nan=False, default=_to_json))
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

@@ -412,3 +412,40 @@ def test_a_users_dataset_that_changed_is_an_error_never_deleted(tmp_path, monkey
         _discard(stage, context, tmp_path / "prepared")
     assert [p.name for p in tmp_path.glob("*/**/data.npy")] == ["data.npy"]
     assert (tmp_path / "prepared" / "data.npy").is_file()
+
+
+def change_a_digit(path: Path) -> None:
+    """One digit changed, the file still valid JSON (or whatever it was): damage no parser notices."""
+    text = path.read_text()
+    at = next(i for i in range(len(text) // 2, len(text)) if text[i].isdigit())
+    path.write_text(text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:])
+
+
+DAMAGES = {  # (folder, glob) -> damage: every kind of file a finished stage leaves
+    ("work", "data/*/done.json"): change_a_digit,
+    ("work", "pretrain/*/done.json"): lambda path: path.write_text(path.read_text()[:40]),
+    ("work", "evaluate/*/done.json"): change_a_digit,
+    ("work", "pretrain/*/encoder.pth"): flip_a_byte,
+    ("work", "pretrain/*/last.pth"): flip_a_byte,
+    ("work", "pretrain/*/last.pth.digest"): lambda path: path.write_text("0" * 32),
+    ("work", "evaluate/*/stage.json"): lambda path: path.write_text("garbage"),
+    ("results", "*.json"): change_a_digit,
+}
+
+
+def test_any_one_damaged_file_of_a_finished_grid_is_computed_again_never_reported(tiny_grid, capsys):
+    """Each damage in turn, then a re-run: it succeeds with the results of the undamaged grid (the stage
+    that owns the file computed again where it matters), or stops with one line; never another number."""
+    tmp_path, _, args = tiny_grid
+    args = [*args, "--work", str(tmp_path / "work"), "--slots", "1"]
+    assert main(args) == 0
+    first = records(tmp_path / "results")
+    for (folder, pattern), damage in DAMAGES.items():
+        path = sorted((tmp_path / folder).glob(pattern))[0]
+        damage(path)
+        capsys.readouterr()
+        code = main(args)
+        err = capsys.readouterr().err.strip()
+        assert (code == 0 and not err) or (code == 2 and err.startswith("occbench: error: ") and "\n" not in err), \
+            (pattern, err)
+        assert records(tmp_path / "results") == first, pattern
