@@ -120,9 +120,10 @@ class Checkpoint:
 
 
 @torch.no_grad()
-def calibrate_batch_norm(model: torch.nn.Module, inputs: Iterable[torch.Tensor]) -> None:
-    """Set every BatchNorm's running statistics to the exact average over `inputs` (forward passes with
-    only the BatchNorms in training mode: no dropout, no gradient, no weight change).
+def calibrate_batch_norm(model: torch.nn.Module, inputs: Iterable[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+    """Set every BatchNorm's running statistics to the exact average over `inputs`, (x, mask) pairs given
+    to an encoder as ``model(x, mask=mask)`` (forward passes with only the BatchNorms in training mode:
+    no dropout, no gradient, no weight change).
 
     An untrained encoder's BatchNorms still hold their initial statistics (mean 0, variance 1), so in
     eval mode its features are those of un-normalised layers, whose scale shrinks block after block
@@ -137,8 +138,8 @@ def calibrate_batch_norm(model: torch.nn.Module, inputs: Iterable[torch.Tensor])
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over the batches
         norm.train()
-    for x in inputs:
-        model(x)
+    for x, mask in inputs:
+        model(x, mask=mask)
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     for module, training in modes.items():

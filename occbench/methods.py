@@ -16,25 +16,9 @@ from torch import nn
 
 from occbench import distributed
 from occbench.data.batches import Batch
-from occbench.data.preprocess import bone, motion
+from occbench.encoders import FeatureEncoder, require, spec_of, to_stream
 from occbench.errors import OccbenchError
 from occbench.settings import check, integer, number, one_of, typed_like
-
-STREAMS = ("joint", "motion", "bone")
-
-
-def to_stream(x: torch.Tensor, stream: str, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The joint, motion (frame difference) or bone (joint minus parent) stream of (N, 3, T, V, M) data.
-
-    With the visibility mask, a motion or bone vector is 0 unless both of its joints are visible, so an
-    occluded joint's 0 does not turn into a spurious jump.
-    """
-    if stream == "joint":
-        return x
-    if stream not in ("motion", "bone"):
-        raise ValueError(f"unknown stream {stream!r}: use one of {', '.join(STREAMS)}")
-    derive = motion if stream == "motion" else bone
-    return derive(x) if mask is None else derive(x, mask)[0]
 
 
 def mlp_head(dims: tuple[int, ...]) -> nn.Sequential:
@@ -47,23 +31,15 @@ def mlp_head(dims: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class FeatureEncoder(nn.Module):
-    """What the protocols see: (N, 3, T, 25, 2) joint data -> (N, feature_dim), the streams concatenated."""
-
-    def __init__(self, encoders: nn.ModuleDict):
-        super().__init__()
-        self.encoders = encoders
-        self.feature_dim = sum(encoder.feature_dim for encoder in encoders.values())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([encoder(to_stream(x, stream)) for stream, encoder in self.encoders.items()], dim=1)
-
-
 class Method(nn.Module):
     """Base of every pretraining method.
 
     settings: the resolved method settings (the class's `defaults` overridden by the profile and the
-    command line); settings["encoder"] holds the encoder's (hidden channels, dropout, ...).
+    command line); settings["encoder"] holds its encoder's constructor settings.
+
+    `encoder_class` is the class of each stream's encoder (the ST-GCN of every published method unless
+    a method names another); it follows the encoder contract (occbench/encoders.py) and `requires` names
+    the optional capabilities the method uses.
     """
 
     name: ClassVar[str] = ""
@@ -71,19 +47,27 @@ class Method(nn.Module):
     defaults: ClassVar[dict] = {}
     # Types and ranges of the settings in `defaults` (occbench.settings); one left out is typed like its default.
     schema: ClassVar[dict] = {}
+    encoder_class: ClassVar[type | None] = None  # None: occbench.nn.stgcn.STGCN
+    requires: ClassVar[tuple[str, ...]] = ()  # encoder capabilities (occbench.encoders.CAPABILITIES)
 
     def __init__(self, settings: dict | None = None):
         super().__init__()
         self.check_settings(settings or {})
         self.settings = {**self.defaults, **(settings or {})}
         self.encoders = nn.ModuleDict({stream: self.build_encoder() for stream in self.streams})
+        for encoder in self.encoders.values():
+            require(encoder, self.requires, self.name or type(self).__name__)
+
+    @classmethod
+    def encoder_type(cls) -> type:
+        from occbench.nn.stgcn import STGCN
+
+        return cls.encoder_class or STGCN
 
     @classmethod
     def settings_schema(cls) -> dict:
-        """Every setting the method reads; `encoder` holds its encoder's (hidden channels, dropout, ...)."""
-        from occbench.nn.stgcn import STGCN
-
-        return typed_like(cls.defaults, cls.schema) | {"encoder": STGCN.schema}
+        """Every setting the method reads; `encoder` holds its encoder's (its class's `schema`)."""
+        return typed_like(cls.defaults, cls.schema) | {"encoder": getattr(cls.encoder_type(), "schema", {})}
 
     @classmethod
     def check_settings(cls, settings: dict, name: str = "") -> None:
@@ -92,11 +76,8 @@ class Method(nn.Module):
         check(cls.settings_schema(), settings, f"methods.{name or cls.name or cls.__name__}")
 
     def build_encoder(self) -> nn.Module:
-        """One stream's encoder: the ST-GCN of every published method (a plugin may bring another one
-        that maps (N, 3, T, 25, 2) to (N, feature_dim) and has a `feature_dim` attribute)."""
-        from occbench.nn.stgcn import STGCN
-
-        return STGCN(**self.settings.get("encoder", {}))
+        """One stream's encoder: `encoder_class` built from settings["encoder"]."""
+        return self.encoder_type()(**self.settings.get("encoder", {}))
 
     def training_step(self, batch: Batch, epoch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The losses of one batch; "loss" is what the optimiser minimises."""
@@ -117,7 +98,10 @@ class Method(nn.Module):
                 p_target.mul_(momentum).add_(p_online.detach(), alpha=1 - momentum)
 
     def feature_encoder(self) -> FeatureEncoder:
-        return FeatureEncoder(self.encoders)
+        """The streams' encoders, with the spec that builds them again without the method."""
+        built = {type(encoder) for encoder in self.encoders.values()}
+        spec = spec_of(self.encoder_type(), self.settings.get("encoder", {}), self.streams)
+        return FeatureEncoder(self.encoders, spec if built == {self.encoder_type()} else None)
 
 
 class MoCoMethod(Method):
@@ -155,11 +139,13 @@ class MoCoMethod(Method):
         return [(self.encoders, self.key_encoders), (self.heads, self.key_heads)]
 
     def query(self, x: torch.Tensor, stream: str, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return F.normalize(self.heads[stream](self.encoders[stream](to_stream(x, stream, mask))), dim=1)
+        values, visible = to_stream(x, stream, mask)
+        return F.normalize(self.heads[stream](self.encoders[stream](values, mask=visible)), dim=1)
 
     @torch.no_grad()
     def key(self, x: torch.Tensor, stream: str, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return F.normalize(self.key_heads[stream](self.key_encoders[stream](to_stream(x, stream, mask))), dim=1)
+        values, visible = to_stream(x, stream, mask)
+        return F.normalize(self.key_heads[stream](self.key_encoders[stream](values, mask=visible)), dim=1)
 
     def queue(self, stream: str) -> torch.Tensor:
         return getattr(self, f"queue_{stream}")

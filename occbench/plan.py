@@ -139,9 +139,10 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
         method_profile = dict(profile.get("methods", {}).get(method, {}))
         schedule = merge(profile["pretrain"], method_profile.pop("pretrain", {}))
         owner = host.methods.owner(method)
+        encoder = merge(shared_encoder(host.methods[method], profile), method_profile.pop("encoder", {}))
         settings = {
             "method": method, "plugin": f"{owner.distribution} {owner.version}",
-            "method_settings": {**method_profile, "encoder": profile.get("encoder", {})},
+            "method_settings": {**method_profile, "encoder": encoder},
             "pretrain": schedule, "batch_size": profile["data"]["batch_size"], "split": split, "seed": seed,
         }
         if grid.world_size > 1:  # per-rank BatchNorm statistics: not the same computation as one process
@@ -201,6 +202,15 @@ def _mark_overridden(stages: list[Stage], grid: Grid, catalogue: Catalogue, host
             stage.cell = replace(stage.cell, profile=profile)
 
 
+def shared_encoder(cls, profile: dict) -> dict:
+    """The profile's `encoder` section: the ST-GCN settings every ST-GCN method inherits (a method with
+    another encoder neither reads nor keys on them)."""
+    from occbench.nn.stgcn import STGCN
+
+    encoder_type = getattr(cls, "encoder_type", lambda: STGCN)()
+    return dict(profile.get("encoder", {})) if issubclass(encoder_type, STGCN) else {}
+
+
 def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol: str) -> dict:
     settings = profile.get("protocols", {}).get(protocol, {})
     if protocol == "linear":
@@ -243,8 +253,8 @@ def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
 
 def _check_method(cls, section: dict, where: str, profile: dict, catalogue: Catalogue) -> None:
     schema = cls.settings_schema() if hasattr(cls, "settings_schema") else typed_like(cls.defaults)
-    # encoder: the profile's, for every method alike (a method's own would be ignored); pretrain: below
-    check({key: rule for key, rule in schema.items() if key != "encoder"} | {"pretrain": ANY}, section, where)
+    # encoder: the method's own, over the profile's shared ST-GCN section; pretrain: below
+    check(schema | {"pretrain": ANY}, section, where)
     if "pretrain" in section:  # the method's own schedule, over the profile's
         from occbench.engine import PRETRAIN
 

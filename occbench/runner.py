@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from occbench import distributed, paths, store
+from occbench import distributed, encoders, paths, store
 from occbench.data.dataset import SkeletonDataset
 from occbench.errors import OccbenchError, write_error
 from occbench.plan import Stage
@@ -317,8 +317,9 @@ def _quality_records(stage: Stage, context: Context, result: dict) -> dict[str, 
 @torch.no_grad()
 def embed_part(encoder: torch.nn.Module, part, device: str, batch_size: int = 256):
     encoder.eval()
-    x = torch.as_tensor(part.data)
-    chunks = [encoder(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+    x, mask = torch.as_tensor(part.data), torch.as_tensor(part.mask)
+    chunks = [encoder(x[i : i + batch_size].to(device), mask=mask[i : i + batch_size].to(device)).cpu()
+              for i in range(0, len(x), batch_size)]
     return torch.cat(chunks).numpy()
 
 
@@ -385,21 +386,26 @@ def _pretrain_rank(stage: Stage, context: Context) -> dict:
         calibrate_batch_norm(encoder, train.inputs(s["batch_size"]))
     if rank == 0:
         folder.mkdir(parents=True, exist_ok=True)  # zero epochs write no checkpoint (the random-weights baseline)
-        torch.save(encoder.state_dict(), folder / paths.ENCODER)
+        encoders.save(encoder, folder / paths.ENCODER)
     distributed.barrier()
     weights = folder / paths.ENCODER
     return {"encoder": weights, "history": history, "world_size": world, "threads": torch.get_num_threads()}
 
 
 def load_stage_encoder(stage: Stage, context: Context) -> torch.nn.Module:
+    """The stage's feature encoder, built from the spec saved with its weights (the method is not built:
+    its queues, key encoders and projectors are not needed), or through the method for an encoder a
+    spec cannot rebuild (and the files of occbench before specs)."""
     path = Path(verified_output(stage, context)["encoder"])
-    encoder = _method(stage, context).feature_encoder()
     try:
-        encoder.load_state_dict(torch.load(path, map_location=context.device, weights_only=True))
-    except (OSError, RuntimeError, ValueError) as err:
+        saved = torch.load(path, map_location=context.device, weights_only=True)
+        spec, weights = (saved["spec"], saved["state_dict"]) if "state_dict" in saved else (None, saved)
+        encoder = encoders.build(spec) if spec else _method(stage, context).feature_encoder()
+        encoder.load_state_dict(weights)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
         raise OccbenchError(f"{path}: unreadable encoder ({type(err).__name__}); remove its stage to pretrain it "
                             f"again: rm -r {stage.folder(context.work)}") from None
-    return encoder.eval()
+    return encoder.to(context.device).eval()
 
 
 # --- evaluate -------------------------------------------------------------------------------------

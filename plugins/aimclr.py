@@ -75,6 +75,7 @@ def mined_positives(*logits: torch.Tensor, topk: int = 1) -> torch.Tensor:
 
 class AimCLR(MoCoMethod):
     name = "aimclr"
+    requires = ("feature_map",)  # EADM drops from the feature map before pooling
     defaults = {
         **MoCoMethod.defaults,
         "shear_amplitude": 0.5,
@@ -88,10 +89,10 @@ class AimCLR(MoCoMethod):
     schema = {**MoCoMethod.schema, "shear_amplitude": number(0), "mining_epoch": integer(0), "topk": integer(1),
               "keep_threshold": number(0, 1), "energy_lambda": number(0)}
 
-    def extreme_queries(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def extreme_queries(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """q_e and q_ed: the extreme view's plain and EADM-dropped feature map, pooled, through the query head."""
         encoder, head = self.encoders["joint"], self.heads["joint"]
-        feature_map = encoder.feature_map(x)
+        feature_map = encoder.feature_map(x, mask=mask)
         dropped = feature_map
         if not self.settings["published_quirks"]:
             dropped = attention_drop(feature_map, self.settings["keep_threshold"], self.settings["energy_lambda"])
@@ -101,12 +102,13 @@ class AimCLR(MoCoMethod):
 
     def training_step(self, batch, epoch, generator):
         s = self.settings
-        x_q, _ = normal_view(batch.x, batch.mask, s["shear_amplitude"], generator=generator)
-        x_k, _ = normal_view(batch.x, batch.mask, s["shear_amplitude"], generator=generator)
-        x_e, _ = extreme_view(
+        x_q, mask_q = normal_view(batch.x, batch.mask, s["shear_amplitude"], generator=generator)
+        x_k, mask_k = normal_view(batch.x, batch.mask, s["shear_amplitude"], generator=generator)
+        x_e, mask_e = extreme_view(
             batch.x, batch.mask, s["shear_amplitude"], methods=s["extreme_augmentations"], generator=generator
         )
-        q, (q_e, q_ed), k = self.query(x_q, "joint"), self.extreme_queries(x_e), self.key(x_k, "joint")
+        q, k = self.query(x_q, "joint", mask_q), self.key(x_k, "joint", mask_k)
+        q_e, q_ed = self.extreme_queries(x_e, mask_e)
         logits, logits_e, logits_ed = (self.logits(z, k, "joint") for z in (q, q_e, q_ed))
 
         if mining_started(epoch, s["mining_epoch"]):

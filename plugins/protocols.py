@@ -54,7 +54,7 @@ def topk_accuracy(logits: torch.Tensor, label: torch.Tensor, k: int) -> float:
 @torch.no_grad()
 def predict(model: nn.Module, data: DeviceData, batch_size: int = 256) -> torch.Tensor:
     model.eval()
-    out = torch.cat([model(x) for x in data.inputs(batch_size)])
+    out = torch.cat([model(x, mask=mask) for x, mask in data.inputs(batch_size)])
     if not torch.isfinite(out).all():
         raise OccbenchError("the encoder gives NaN or infinite features: its pretraining diverged, or its "
                             "input holds NaN; nothing is recorded")
@@ -79,7 +79,7 @@ def _train_classifier(model: nn.Module, trainable, train: DeviceData, data: Eval
         return train.batches(settings["batch_size"], generator, drop_last=True, subset=subset)
 
     def step(batch, epoch):
-        return {"loss": F.cross_entropy(model(batch.x), batch.label)}
+        return {"loss": F.cross_entropy(model(batch.x, mask=batch.mask), batch.label)}
 
     def evaluate(epoch):
         logits = predict(model, data.val)
@@ -99,8 +99,19 @@ class _Frozen(nn.Module):
         super().__init__()
         self.classifier = classifier
 
-    def forward(self, features):
+    def forward(self, features, mask=None):  # the features of masked skeletons: the mask is in them
         return self.classifier(features)
+
+
+class Classifier(nn.Module):
+    """An encoder and a linear classifier on its features, called like the encoder (x, mask)."""
+
+    def __init__(self, encoder: nn.Module, num_class: int):
+        super().__init__()
+        self.encoder, self.head = encoder, nn.Linear(encoder.feature_dim, num_class)
+
+    def forward(self, x, mask=None):
+        return self.head(self.encoder(x, mask=mask))
 
 
 def frozen(encoder: nn.Module, data: EvalData, settings: dict) -> nn.Module:
@@ -137,7 +148,7 @@ def linear(encoder: nn.Module, data: EvalData, settings: dict) -> dict:
 def finetune(encoder: nn.Module, data: EvalData, settings: dict, subset: torch.Tensor | None = None) -> dict:
     """The whole network (encoder in train mode) and a linear classifier, trained on the labels."""
     device = data.train.x.device
-    model = nn.Sequential(copy.deepcopy(encoder), nn.Linear(encoder.feature_dim, data.num_class)).to(device)
+    model = Classifier(copy.deepcopy(encoder), data.num_class).to(device)
     return _train_classifier(model, model.parameters(), data.train, data, settings, encoder_train_mode=True,
                              subset=subset)
 

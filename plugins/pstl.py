@@ -39,7 +39,7 @@ from torch import nn
 
 from occbench.augment import pstl_view
 from occbench.data.ntu import EDGES, NUM_JOINTS
-from occbench.data.preprocess import bone, motion
+from occbench.encoders import to_stream
 from occbench.errors import OccbenchError
 from occbench.hookspecs import hookimpl
 from occbench.methods import Method, barlow_twins_loss
@@ -68,9 +68,11 @@ def draw_from_multiset(counts: torch.Tensor, k: int, generator: torch.Generator 
     return pool[torch.randperm(len(pool), generator=generator, device=device)[:k].cpu()]
 
 
-def motion_attention_temporal_mask(x: torch.Tensor, mask_frame: int, generator: torch.Generator | None):
+def motion_attention_temporal_mask(x: torch.Tensor, mask_frame: int, generator: torch.Generator | None,
+                                   visible: torch.Tensor | None = None):
     """MATM: keep the T - mask_frame lowest-motion frames of each sample (in order), then the same random
-    sorted T - 2·mask_frame of those positions for every sample. (N, C, T, V, M) -> (N, C, T - 2m, V, M)."""
+    sorted T - 2·mask_frame of those positions for every sample. (N, C, T, V, M) -> (N, C, T - 2m, V, M);
+    with the visibility mask (N, T, V, M), returns (frames, their mask)."""
     n, c, t, v, m = x.shape
     calm_count, kept = t - mask_frame, t - 2 * mask_frame
     if mask_frame < 0 or kept < 1:
@@ -81,16 +83,10 @@ def motion_attention_temporal_mask(x: torch.Tensor, mask_frame: int, generator: 
     device = generator.device if generator is not None else "cpu"
     chosen = torch.randperm(calm_count, generator=generator, device=device)[:kept].sort().values
     frames = calm[:, chosen.to(x.device)]  # (N, T - 2m) frame indices, increasing
-    return x.gather(2, frames[:, None, :, None, None].expand(n, c, kept, v, m))
-
-
-def stream_view(x: torch.Tensor, mask: torch.Tensor, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``to_stream`` with the visibility mask carried along (a motion/bone value needs both joints)."""
-    if stream == "joint":
-        return x, mask
-    if stream in ("motion", "bone"):
-        return (motion if stream == "motion" else bone)(x, mask)
-    raise OccbenchError(f"unknown stream {stream!r}: use joint, motion or bone")
+    out = x.gather(2, frames[:, None, :, None, None].expand(n, c, kept, v, m))
+    if visible is None:
+        return out
+    return out, visible.gather(1, frames[:, :, None, None].expand(n, kept, v, m))
 
 
 def barlow_twins_projector(in_dim: int, dim: int) -> nn.Sequential:
@@ -103,6 +99,7 @@ def barlow_twins_projector(in_dim: int, dim: int) -> nn.Sequential:
 
 class PSTL(Method):
     name = "pstl"
+    requires = ("ignore_joints",)
     defaults: ClassVar[dict] = {"projector_dim": 6144, "lambd": 2e-4, "mask_joint": 8, "mask_frame": 10,
                                 "shear_amplitude": 1.0}
     schema: ClassVar[dict] = {"projector_dim": integer(1), "lambd": number(0), "mask_joint": integer(0, NUM_JOINTS),
@@ -121,12 +118,14 @@ class PSTL(Method):
         stream = self.streams[0]
         encoder, s = self.encoders[stream], self.settings
         ignore = draw_from_multiset(self.joint_weights(batch), s["mask_joint"], generator)
-        x, mask = stream_view(batch.x, batch.mask, stream)
-        anchor, temporal, spatial = (pstl_view(x, mask, s["shear_amplitude"], generator=generator)[0] for _ in range(3))
-        temporal = motion_attention_temporal_mask(temporal, s["mask_frame"], generator)
-        z_anchor = self.projector(encoder(anchor))
-        z_temporal = self.projector(encoder(temporal))
-        z_spatial = self.projector(encoder(spatial, ignore_joints=ignore.unique().tolist()))
+        x, mask = to_stream(batch.x, stream, batch.mask)
+        views = [pstl_view(x, mask, s["shear_amplitude"], generator=generator) for _ in range(3)]
+        (anchor, anchor_mask), (temporal, temporal_mask), (spatial, spatial_mask) = views
+        temporal, temporal_mask = motion_attention_temporal_mask(temporal, s["mask_frame"], generator,
+                                                                 visible=temporal_mask)
+        z_anchor = self.projector(encoder(anchor, mask=anchor_mask))
+        z_temporal = self.projector(encoder(temporal, mask=temporal_mask))
+        z_spatial = self.projector(encoder(spatial, mask=spatial_mask, ignore_joints=ignore.unique().tolist()))
         loss_temporal = barlow_twins_loss(z_anchor, z_temporal, s["lambd"])
         loss_spatial = barlow_twins_loss(z_anchor, z_spatial, s["lambd"])
         return {"loss": loss_temporal + loss_spatial, "loss_temporal": loss_temporal, "loss_spatial": loss_spatial}

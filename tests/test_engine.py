@@ -116,11 +116,16 @@ def test_unknown_optimizer():
 
 def test_batch_norm_calibration_takes_the_exact_statistics_of_the_data_and_nothing_else():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Dropout(0.5))
+    class Encoder(torch.nn.Sequential):  # called as encoders are, with a mask
+        def forward(self, x, mask=None):
+            assert mask is None
+            return super().forward(x)
+
+    model = Encoder(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Dropout(0.5))
     model.train()
     weights = [p.clone() for p in model.parameters()]
     data = torch.randn(10, 4) * 5 + 2
-    calibrate_batch_norm(model, data.split(4))  # uneven batches: 4, 4, 2
+    calibrate_batch_norm(model, [(x, None) for x in data.split(4)])  # uneven batches: 4, 4, 2
     hidden = model[0](data)
     norm = model[1]
     # a cumulative average of per-batch means/unbiased variances, as BatchNorm with momentum None keeps

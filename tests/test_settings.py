@@ -36,7 +36,9 @@ BAD = [
     ("methods.skeletonclr.queue=64", "methods.skeletonclr.queue: unknown setting; did you mean "
                                      "methods.skeletonclr.queue_size?"),
     ("methods.pstl.pretrain.epoch=1", "methods.pstl.pretrain.epoch: unknown setting"),
-    ("methods.pstl.encoder.dropout=0.1", "methods.pstl.encoder: unknown setting"),
+    ("methods.pstl.encoder.dropuot=0.1", "methods.pstl.encoder.dropuot: unknown setting; did you mean "
+                                         "methods.pstl.encoder.dropout?"),
+    ("methods.pstl.encoder.dropout=1.5", "methods.pstl.encoder.dropout=1.5: out of range"),
     ("protocols.linaer.torchlight.epochs=3", "protocols.linaer: unknown protocol; did you mean protocols.linear?"),
     ("protocols.linear.torchlite.epochs=3", "protocols.linear.torchlite: unknown setting; did you mean "
                                             "protocols.linear.torchlight?"),
@@ -91,6 +93,17 @@ def test_a_bad_override_is_a_one_line_error_before_planning(planner, override, m
                                       "methods.pstl.pretrain.schedule.warmup_epochs=0"])
 def test_valid_overrides_plan(planner, override):
     assert planner(override)
+
+
+def test_a_methods_own_encoder_settings_go_over_the_shared_ones_for_it_alone(planner):
+    def encoders(*overrides):
+        return {stage.settings["method"]: stage.settings["method_settings"]["encoder"]
+                for stage in planner(*overrides) if stage.kind == "pretrain"}
+
+    shared, own = encoders(), encoders("methods.pstl.encoder.dropout=0.1")
+    assert own["pstl"] == {**shared["pstl"], "dropout": 0.1}
+    assert {name: value for name, value in own.items() if name != "pstl"} == {
+        name: value for name, value in shared.items() if name != "pstl"}
 
 
 def test_both_profiles_are_valid_as_shipped(planner):

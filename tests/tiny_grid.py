@@ -18,13 +18,17 @@ TINY = """
 
 
     class TinyEncoder(nn.Module):
+        # the plugin's own encoder (occbench's encoder contract): no settings, no extra capabilities
+
         feature_dim = 16
 
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(75, 16)
 
-        def forward(self, x):
+        def forward(self, x, mask=None):
+            if os.environ.get("TINY_NEED_MASK") and mask is None:
+                raise RuntimeError("called without the visibility mask")
             features = self.fc(x.mean(dim=(2, 4)).flatten(1))
             if os.environ.get("TINY_NAN_FEATURES") and not self.training:  # as a broken evaluation encoder
                 features = features * float("nan")
@@ -33,9 +37,7 @@ TINY = """
 
     class TinyCLR(MoCoMethod):
         defaults = {**MoCoMethod.defaults, "queue_size": 64, "feature_dim": 8}
-
-        def build_encoder(self):
-            return TinyEncoder()
+        encoder_class = TinyEncoder
 
         def training_step(self, batch, epoch, generator):
             if os.environ.get("TINY_RENDEZVOUS"):  # wait until two pretrainings run at the same time

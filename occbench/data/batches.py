@@ -74,8 +74,9 @@ class DeviceData:
             yield self.batch(pool[start : start + batch_size])
 
     def inputs(self, batch_size: int = 256):
-        """Every sample's input, in order, `batch_size` at a time (feature extraction, BatchNorm statistics)."""
-        return (batch.x for batch in self.batches(batch_size, shuffle=False, drop_last=False))
+        """Every sample's (input, mask), in order, `batch_size` at a time (feature extraction, BatchNorm
+        statistics)."""
+        return ((batch.x, batch.mask) for batch in self.batches(batch_size, shuffle=False, drop_last=False))
 
 
 def occluded_joints(part: Part) -> np.ndarray:

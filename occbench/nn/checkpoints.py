@@ -197,15 +197,35 @@ def convert_state_dict(source, prefix: str | None = None) -> tuple[dict[str, tor
     return state, report
 
 
+def _saved_spec(source) -> dict | None:
+    """The encoder spec an occbench encoder file holds (`occbench.encoders.save`), if it is one."""
+    if isinstance(source, Mapping):
+        saved = source
+    else:
+        try:
+            saved = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 (not a torch file of ours: convert_state_dict says what it is)
+            return None
+    spec = saved.get("spec") if isinstance(saved, Mapping) else None
+    return spec if isinstance(spec, dict) and "class" in spec else None
+
+
 def load_encoder(source, strict: bool = False, *, prefix: str | None = None) -> STGCN:
     """An :class:`~occbench.nn.stgcn.STGCN` holding the encoder weights of ``source``, in eval mode.
 
     ``source`` is a checkpoint path or a state dict, in occbench's layout or a published one (see the
-    module docstring), with or without the ``encoder_q.`` prefix. The encoder's widths follow the
+    module docstring), with or without the ``encoder_q.`` prefix. An occbench encoder file of another
+    encoder class (a plugin's) gives its `occbench.encoders.FeatureEncoder`, rebuilt from the class and
+    settings saved in it. The encoder's widths follow the
     weights. Shape mismatches, unreadable files and checkpoints without encoder weights raise
     :class:`~occbench.errors.OccbenchError`; missing or unexpected keys are logged as a warning and,
     with ``strict=True``, raise. The :class:`LoadReport` is attached as ``encoder.load_report``.
     """
+    spec = _saved_spec(source)
+    if spec is not None and not spec["class"].startswith(f"{STGCN.__module__}:"):
+        from occbench import encoders
+
+        return encoders.load(source).eval()  # a plugin's encoder, rebuilt from its spec
     state, report = convert_state_dict(source, prefix)
     where = report.source
     arch = _architecture(state, num_joints=25)

@@ -488,6 +488,7 @@ class STGCN(nn.Module):
     """
 
     feature_dim = 256
+    capabilities = frozenset({"feature_map", "ignore_joints"})  # occbench/encoders.py
     published = False  # True: always the published formulation (ReferenceSTGCN)
     # What a profile's `encoder` section may set (occbench.settings).
     schema = {"hidden_channels": integer(1), "hidden_dim": integer(1), "dropout": number(0, 1, below=True),
@@ -528,11 +529,12 @@ class STGCN(nn.Module):
             self.edge_importance = None
 
     # ------------------------------------------------------------------------------------------ API
-    def forward(self, x: Tensor, ignore_joints=None) -> Tensor:
-        """(N, C, T, V, M) -> (N, hidden_dim); ``ignore_joints`` are removed from the graph (PSTL)."""
+    def forward(self, x: Tensor, ignore_joints=None, mask: Tensor | None = None) -> Tensor:
+        """(N, C, T, V, M) -> (N, hidden_dim); ``ignore_joints`` are removed from the graph (PSTL). The
+        visibility mask is not read: as published, ST-GCN sees an occluded joint as its zeros."""
         return self.pool(self.feature_map(x, ignore_joints), x.shape[-1])
 
-    def feature_map(self, x: Tensor, ignore_joints=None) -> Tensor:
+    def feature_map(self, x: Tensor, ignore_joints=None, mask: Tensor | None = None) -> Tensor:
         """The last block's output (N*M, hidden_dim, T', V') before pooling, T' = ceil(T / 4).
 
         V' = 25 - len(set(ignore_joints)). On a checked device the result is a (non-contiguous) view of

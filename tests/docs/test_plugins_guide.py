@@ -30,7 +30,7 @@ def blocks(language: str) -> list[str]:
 
 
 def test_the_guide_has_only_blocks_this_test_runs():
-    assert [kind for kind, _ in fenced()] == ["toml", "python", "python", "python", "python", "bash"]
+    assert [kind for kind, _ in fenced()] == ["toml", "python", "python", "python", "python", "python", "bash"]
 
 
 def test_every_block_of_the_plugin_guide_runs(tiny_grid, third_party, capsys, monkeypatch):
@@ -70,3 +70,31 @@ def test_every_block_of_the_plugin_guide_runs(tiny_grid, third_party, capsys, mo
     # The event hook saw every stage: data, one imputation, four pretrainings, eight evaluations.
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert len({event["key"] for event in events}) == len(events) == 14
+
+
+def test_the_guides_encoder_follows_the_contract(third_party, tmp_path):
+    """The method with its own encoder trains, sees the mask, and its encoder is rebuilt from its file."""
+    import importlib
+
+    import torch
+
+    from occbench import encoders
+    from tests.plugins.stand_ins import make_batch
+
+    project = tomllib.loads(blocks("toml")[0])["project"]
+    ((entry, module),) = project["entry-points"]["occbench"].items()
+    third_party(project["name"], module, "\n\n".join(blocks("python")), entry=entry)
+    method = importlib.import_module(module).MeanCLR({"queue_size": 16, "encoder": {"feature_dim": 8}})
+    batch = make_batch(8)
+    loss = method.training_step(batch, 0, torch.Generator().manual_seed(0))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and method.encoders["joint"].fc.weight.grad.abs().sum() > 0
+    encoder = method.feature_encoder().eval()
+    encoders.save(encoder, tmp_path / "encoder.pth")
+    again = encoders.load(tmp_path / "encoder.pth").eval()
+    assert type(again.encoders["joint"]).__name__ == "MeanEncoder" and again.feature_dim == 8
+    assert torch.equal(again(batch.x, mask=batch.mask), encoder(batch.x, mask=batch.mask))
+    # the occluded joint (7 in make_batch) is left out of the mean, not averaged in as zeros
+    moved = batch.x.clone()
+    moved[:, :, :, 7] = 5.0
+    assert torch.equal(encoder(moved, mask=batch.mask), encoder(batch.x, mask=batch.mask))

@@ -187,3 +187,22 @@ def test_import_occbench_stays_light():
     code = "import sys, occbench; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"  # occbench.load_encoder imports torch on first use
+
+
+def test_an_occbench_encoder_file_loads_whatever_its_encoder(tmp_path):
+    """What a pretraining stage saves (occbench.encoders.save): the ST-GCN as an STGCN, a plugin's encoder
+    rebuilt from the class and settings saved beside its weights."""
+    from occbench import encoders
+    from occbench_plugins.skeletonclr import SkeletonCLR
+    from tests.plugins.stand_ins import make_batch, with_double
+
+    batch = make_batch(4)
+    for method, expected in ((SkeletonCLR({"queue_size": 8, "encoder": {"hidden_channels": 4, "hidden_dim": 16}}),
+                              "STGCN"),
+                             (with_double(SkeletonCLR)({"queue_size": 8, "encoder": {"feature_dim": 12}}),
+                              "FeatureEncoder")):
+        saved = method.feature_encoder().eval()
+        encoders.save(saved, tmp_path / "encoder.pth")
+        loaded = load_encoder(tmp_path / "encoder.pth")
+        assert type(loaded).__name__ == expected and not loaded.training
+        torch.testing.assert_close(loaded(batch.x, mask=batch.mask), saved(batch.x, mask=batch.mask))

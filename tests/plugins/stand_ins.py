@@ -1,20 +1,39 @@
-"""A small stand-in for the ST-GCN encoder, with its contract, so method tests run in milliseconds."""
+"""The test double of occbench's encoder contract (occbench/encoders.py), shared by every method test,
+so method tests run in milliseconds; and small helpers."""
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from occbench.data.batches import Batch
+from occbench.settings import integer
 
 
-class TinyEncoder(nn.Module):
-    """forward, feature_map (N*M, D, T', V), pool and feature_dim, like occbench.nn.stgcn.STGCN."""
+@dataclass
+class Call:
+    x: torch.Tensor
+    mask: torch.Tensor | None
+    ignore_joints: list | None
+
+
+class ContractEncoder(nn.Module):
+    """Every capability of the contract, in miniature: a per-joint temporal convolution as the feature
+    map (N*M, D, T', V'), mean pooling, joints removed on request; each call recorded in `calls`."""
+
+    capabilities = frozenset({"feature_map", "ignore_joints"})
+    schema = {"feature_dim": integer(1)}
 
     def __init__(self, feature_dim: int = 16):
         super().__init__()
         self.feature_dim = feature_dim
         self.conv = nn.Conv2d(3, feature_dim, (3, 1), stride=(2, 1), padding=(1, 0))
+        self.calls: list[Call] = []
 
-    def feature_map(self, x, ignore_joints=None):
+    def feature_map(self, x, mask=None, ignore_joints=None):
+        self.calls.append(Call(x.detach().clone(), mask, ignore_joints))
+        if ignore_joints is not None:
+            x = x[:, :, :, [j for j in range(x.shape[3]) if j not in set(ignore_joints)]]
         n, c, t, v, m = x.shape
         return torch.relu(self.conv(x.permute(0, 4, 1, 2, 3).reshape(n * m, c, t, v)))
 
@@ -23,8 +42,13 @@ class TinyEncoder(nn.Module):
         nm, c = feature_map.shape[:2]
         return feature_map.mean((2, 3)).view(nm // persons, persons, c).mean(1)
 
-    def forward(self, x, ignore_joints=None):
-        return self.pool(self.feature_map(x), x.shape[-1])
+    def forward(self, x, mask=None, ignore_joints=None):
+        return self.pool(self.feature_map(x, mask=mask, ignore_joints=ignore_joints), x.shape[-1])
+
+
+def with_double(method: type) -> type:
+    """`method` with the contract's test double as its encoder."""
+    return type(f"Tiny{method.__name__}", (method,), {"encoder_class": ContractEncoder})
 
 
 def make_batch(n=8, t=12, seed=0) -> Batch:

@@ -15,12 +15,9 @@ from occbench_plugins.aimclr import (
     simam_attention,
 )
 from occbench_plugins.aimclr import occbench_register_methods as register_aimclr
-from tests.plugins.stand_ins import TinyEncoder, make_batch, train_on_one_batch
+from tests.plugins.stand_ins import make_batch, train_on_one_batch, with_double
 
-
-class Tiny(AimCLR):
-    def build_encoder(self):
-        return TinyEncoder()
+Tiny = with_double(AimCLR)
 
 
 def _log_softmax(values):
@@ -117,7 +114,7 @@ class Fixed(Tiny):
     def query(self, x, stream, mask=None):
         return torch.tensor([[1.0, 0.0]])
 
-    def extreme_queries(self, x):
+    def extreme_queries(self, x, mask=None):
         return torch.tensor([[0.0, 1.0]]), torch.tensor([[-0.6, 0.8]])
 
     def key(self, x, stream, mask=None):

@@ -9,21 +9,9 @@ import torch
 from occbench.methods import mining_started
 from occbench_plugins.crossclr import CrosSCLR, CrosSCLR3s, cross_view_loss
 from occbench_plugins.crossclr import occbench_register_methods as register_crossclr
-from tests.plugins.stand_ins import TinyEncoder, make_batch, train_on_one_batch
+from tests.plugins.stand_ins import make_batch, train_on_one_batch, with_double
 
-
-class Tiny(CrosSCLR):
-    defaults = {**CrosSCLR.defaults, "tiny_dim": 16}
-
-    def build_encoder(self):
-        return TinyEncoder(self.settings.get("tiny_dim", 16))
-
-
-class Tiny3s(CrosSCLR3s):
-    defaults = {**CrosSCLR3s.defaults, "tiny_dim": 16}
-
-    def build_encoder(self):
-        return TinyEncoder(self.settings.get("tiny_dim", 16))
+Tiny, Tiny3s = with_double(CrosSCLR), with_double(CrosSCLR3s)
 
 
 # ---------------------------------------------------------------------------------------- MoCo base
@@ -230,11 +218,11 @@ def test_training_steps_lower_the_loss(epoch):
 
 
 def test_feature_encoder_concatenates_the_streams():
-    model = Tiny({"queue_size": 8, "tiny_dim": 256})
+    model = Tiny({"queue_size": 8, "encoder": {"feature_dim": 256}})
     encoder = model.feature_encoder()
     assert encoder.feature_dim == 512
     assert encoder(make_batch(3).x).shape == (3, 512)
-    assert Tiny3s({"queue_size": 8, "tiny_dim": 256}).feature_encoder().feature_dim == 768
+    assert Tiny3s({"queue_size": 8, "encoder": {"feature_dim": 256}}).feature_encoder().feature_dim == 768
 
 
 def test_registration_hook():

@@ -2,40 +2,18 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
 from occbench.data.batches import Batch
 from occbench.plugins import PluginInfo, Registry
 from occbench_plugins import opstl
 from occbench_plugins.opstl import OPSTL, frequency_degrees
 from occbench_plugins.pstl import DEGREES, PSTL, draw_from_multiset
+from tests.plugins.stand_ins import with_double
+
+TinyOPSTL = with_double(OPSTL)
 
 
-class TinyEncoder(nn.Module):
-    """STGCN's contract in miniature; records the ignore lists it is given."""
-
-    feature_dim = 16
-
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(3, 16)
-        self.ignored = []
-
-    def forward(self, x, ignore_joints=None):
-        self.ignored.append(ignore_joints)
-        if ignore_joints is not None:
-            x = x[:, :, :, [j for j in range(25) if j not in set(ignore_joints)]]
-        return self.fc(x.mean(dim=(2, 3, 4)))
-
-
-class TinyOPSTL(OPSTL):
-    def build_encoder(self):
-        return TinyEncoder()
-
-
-class TinyPSTL(PSTL):
-    def build_encoder(self):
-        return TinyEncoder()
+TinyPSTL = with_double(PSTL)
 
 
 def batch_with(missing: torch.Tensor) -> Batch:
@@ -79,7 +57,8 @@ def test_no_missing_joint_falls_back_to_csm():
     pstl, opstl_ = TinyPSTL(settings), TinyOPSTL(settings)
     for method in (pstl, opstl_):
         method.training_step(batch, 0, torch.Generator().manual_seed(5))
-    assert opstl_.encoders["joint"].ignored == pstl.encoders["joint"].ignored
+    ignored = [[call.ignore_joints for call in method.encoders["joint"].calls] for method in (pstl, opstl_)]
+    assert ignored[0] == ignored[1]
 
 
 def test_all_equal_counts_give_a_uniform_mask():
@@ -114,7 +93,7 @@ def test_training_step_draws_from_the_missing_flags():
     losses = method.training_step(batch, 0, torch.Generator().manual_seed(3))
     assert torch.isfinite(losses["loss"])
     expected = draw_from_multiset(frequency_degrees(missing.sum(0)), 9, torch.Generator().manual_seed(3))
-    assert method.encoders["joint"].ignored == [None, None, expected.unique().tolist()]
+    assert [call.ignore_joints for call in method.encoders["joint"].calls] == [None, None, expected.unique().tolist()]
 
 
 def test_registered():

@@ -13,6 +13,9 @@ SETTINGS = {"epochs": 12, "batch_size": 16, "optimizer": {"type": "Adam", "lr": 
 
 
 class TinyEncoder(nn.Module):
+    """The encoder contract's core (feature_dim, forward(x, mask)) on flattened input, which a probe can
+    separate; it refuses a call without the samples' own visibility mask."""
+
     feature_dim = 8
 
     def __init__(self):
@@ -20,7 +23,9 @@ class TinyEncoder(nn.Module):
         self.bn = nn.BatchNorm1d(3 * 6 * 25 * 2)
         self.fc = nn.Linear(3 * 6 * 25 * 2, 8)
 
-    def forward(self, x):
+    def forward(self, x, mask=None):
+        assert mask is not None and mask.dtype == torch.bool and mask.shape == (len(x), *x.shape[2:]), \
+            "called without the visibility mask"
         return self.fc(self.bn(x.flatten(1)))
 
 
@@ -74,8 +79,8 @@ class Rescaled(nn.Module):
         self.register_buffer("scale", scale)
         self.register_buffer("shift", shift)
 
-    def forward(self, x):
-        return self.encoder(x) * self.scale + self.shift
+    def forward(self, x, mask=None):
+        return self.encoder(x, mask=mask) * self.scale + self.shift
 
 
 def test_standardized_features_make_the_probe_blind_to_the_scale_of_each_feature(data):
@@ -115,9 +120,13 @@ def test_semi_uses_a_per_class_sample(data):
 
 
 def test_knn_monitor(data):
-    identity = nn.Flatten()
-    identity.feature_dim = 3 * 6 * 25 * 2
-    metrics = knn(identity, data, {"k": 5, "temperature": 0.1})
+    class Identity(nn.Flatten):
+        feature_dim = 3 * 6 * 25 * 2
+
+        def forward(self, x, mask=None):
+            return super().forward(x)
+
+    metrics = knn(Identity(), data, {"k": 5, "temperature": 0.1})
     assert metrics["top1"] > 90
 
 

@@ -18,32 +18,13 @@ from occbench_plugins.pstl import (
     graph_degrees,
     motion_attention_temporal_mask,
 )
+from tests.plugins.stand_ins import with_double
 
 PSTL_DEGREES = [3, 2, 2, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 2, 2, 2, 1, 4, 1, 2, 1, 2]  # model.py, 0-based
 STGCN_EXISTS = importlib.util.find_spec("occbench.nn.stgcn") is not None
 
 
-class TinyEncoder(nn.Module):
-    """Same contract as STGCN: (N, 3, T, V, M) -> (N, 16), ignore_joints removed; records its inputs."""
-
-    feature_dim = 16
-
-    def __init__(self):
-        super().__init__()
-        self.point = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 32))
-        self.out = nn.Linear(32, 16)
-        self.calls = []
-
-    def forward(self, x, ignore_joints=None):
-        self.calls.append((x.detach().clone(), ignore_joints))
-        if ignore_joints is not None:
-            x = x[:, :, :, [j for j in range(x.shape[3]) if j not in set(ignore_joints)]]
-        return self.out(self.point(x.permute(0, 2, 3, 4, 1)).mean(dim=(1, 2, 3)))
-
-
-class TinyPSTL(PSTL):
-    def build_encoder(self):
-        return TinyEncoder()
+TinyPSTL = with_double(PSTL)
 
 
 def make_batch(n=32, t=50, seed=0, missing=None):
@@ -113,14 +94,17 @@ def test_views_reach_the_encoder_as_specified():
     losses = method.training_step(batch, 0, torch.Generator().manual_seed(1))
     assert set(losses) == {"loss", "loss_temporal", "loss_spatial"}
     assert torch.allclose(losses["loss"], losses["loss_temporal"] + losses["loss_spatial"])
-    (anchor, a_ignore), (temporal, t_ignore), (spatial, s_ignore) = method.encoders["joint"].calls
+    calls = method.encoders["joint"].calls
+    (anchor, a_ignore), (temporal, t_ignore), (spatial, s_ignore) = ((c.x, c.ignore_joints) for c in calls)
+    assert all(c.mask is not None and c.mask.shape == (c.x.shape[0], *c.x.shape[2:]) for c in calls)
+    assert not calls[0].mask[:, :, 5].any() and not calls[1].mask[:, :, 5].any()  # the occluded joint, in each view
     assert anchor.shape == spatial.shape == (8, 3, 50, 25, 2) and temporal.shape == (8, 3, 30, 25, 2)
     assert a_ignore is None and t_ignore is None and 1 <= len(s_ignore) <= 8 and s_ignore == sorted(set(s_ignore))
     assert all(view.abs().max() < 1e3 for view in (anchor, temporal, spatial))
     assert not torch.equal(anchor, spatial)  # independently augmented
     with torch.no_grad():  # L = L_BT(anchor, MATM view) + L_BT(anchor, CSM view), one shared encoder and projector
-        z = [method.projector(method.encoders["joint"](view, ignore)) for view, ignore in
-             ((anchor, None), (temporal, None), (spatial, s_ignore))]
+        z = [method.projector(method.encoders["joint"](view, call.mask, ignore)) for view, ignore, call in
+             ((anchor, None, calls[0]), (temporal, None, calls[1]), (spatial, s_ignore, calls[2]))]
     assert torch.allclose(losses["loss_temporal"], barlow_twins_loss(z[0], z[1], 2e-4))
     assert torch.allclose(losses["loss_spatial"], barlow_twins_loss(z[0], z[2], 2e-4))
 
@@ -137,7 +121,7 @@ def test_a_few_steps_lower_the_loss():
 
     before = loss()
     g = torch.Generator().manual_seed(0)
-    for _ in range(20):
+    for _ in range(40):
         optimizer.zero_grad()
         method.training_step(batch, 0, g)["loss"].backward()
         optimizer.step()
