@@ -44,8 +44,8 @@ class Catalogue:
     profiles: dict
     suites: dict
 
-    def profile(self, name: str) -> dict:
-        """The profile with its `_base_` chain merged in (base first)."""
+    def chain(self, name: str) -> list[str]:
+        """The profile's `_base_` chain, base first, the profile last (`quick`: paper, quick)."""
         if name not in self.profiles:
             raise OccbenchError(f"unknown profile {name!r}: choose from {', '.join(self.profiles)} ({self.path})")
         chain, current = [], name
@@ -54,9 +54,21 @@ class Catalogue:
                 raise OccbenchError(f"{self.path}: profiles.{name}: _base_ chain loops through {current!r}")
             chain.append(current)
             current = self.profiles[current].get("_base_")
+        return chain[::-1]
+
+    def profile(self, name: str, methods: dict | None = None) -> dict:
+        """The profile with its `_base_` chain merged in (base first). `methods`: {name: method class}
+        whose own `profiles` (the settings a plugin ships for each named profile) go under the
+        catalogue's: a method brings its settings with it, and a catalogue may still override them."""
         merged: dict = {}
-        for link in reversed(chain):
+        for link in self.chain(name):
             merged = merge(merged, {k: v for k, v in self.profiles[link].items() if k != "_base_"})
+        for method, cls in (methods or {}).items():
+            own: dict = {}
+            for link in self.chain(name):
+                own = merge(own, getattr(cls, "profiles", {}).get(link, {}))
+            if own:
+                merged.setdefault("methods", {})[method] = merge(own, merged.get("methods", {}).get(method, {}))
         return merged
 
     def suite(self, name: str) -> dict:

@@ -47,6 +47,10 @@ class Method(nn.Module):
     defaults: ClassVar[dict] = {}
     # Types and ranges of the settings in `defaults` (occbench.settings); one left out is typed like its default.
     schema: ClassVar[dict] = {}
+    # The method's settings in each named profile of the catalogue (at least "paper", its published ones,
+    # and "quick"), over `defaults`; a profile inherits its base's (quick: paper's) and the catalogue's
+    # own `profiles.<name>.methods.<method>` go over these.
+    profiles: ClassVar[dict[str, dict]] = {}
     encoder_class: ClassVar[type | None] = None  # None: occbench.nn.stgcn.STGCN
     requires: ClassVar[tuple[str, ...]] = ()  # encoder capabilities (occbench.encoders.CAPABILITIES)
 
@@ -110,6 +114,13 @@ class MoCoMethod(Method):
 
     defaults: ClassVar[dict] = {"queue_size": 32768, "momentum": 0.999, "temperature": 0.07, "feature_dim": 128,
                                 "init": "published"}
+    # paper: MoCo v2 as published by SkeletonCLR. quick: a queue the embedded data can fill, and
+    # init pytorch: from the published N(0, 0.02) initialisation MoCo's embeddings all point one way and
+    # the loss sits at log(K + 1) for far more steps than the quick profile has (docs/results.md).
+    profiles: ClassVar[dict] = {
+        "paper": {"queue_size": 32768, "momentum": 0.999, "temperature": 0.07, "feature_dim": 128},
+        "quick": {"queue_size": 512, "init": "pytorch"},
+    }
     schema: ClassVar[dict] = {"queue_size": integer(1), "momentum": number(0, 1), "temperature": number(0, above=True),
                               "feature_dim": integer(1), "init": one_of("published", "pytorch")}
 

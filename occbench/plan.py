@@ -117,7 +117,8 @@ def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) ->
 
 def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]) -> list[Stage]:
     """Every stage of the grid, each once, dependencies before dependents."""
-    profile = apply_overrides(catalogue.profile(grid.profile), grid.overrides)
+    methods = {name: host.methods[name] for name in host.methods.names()}
+    profile = apply_overrides(catalogue.profile(grid.profile, methods), grid.overrides)
     check_profile(profile, catalogue, host)
     stages: dict[str, Stage] = {}
 

@@ -88,6 +88,9 @@ class AimCLR(MoCoMethod):
     }
     schema = {**MoCoMethod.schema, "shear_amplitude": number(0), "mining_epoch": integer(0), "topk": integer(1),
               "keep_threshold": number(0, 1), "energy_lambda": number(0)}
+    # quick: mining from epoch 2 of its 4, so that both phases run
+    profiles = {"paper": {**MoCoMethod.profiles["paper"], "mining_epoch": 150, "topk": 1},
+                "quick": {**MoCoMethod.profiles["quick"], "mining_epoch": 2}}
 
     def extreme_queries(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """q_e and q_ed: the extreme view's plain and EADM-dropped feature map, pooled, through the query head."""

@@ -78,6 +78,9 @@ class CrosSCLR(MoCoMethod):
         "published_quirks": False,
     }
     schema = {**MoCoMethod.schema, "shear_amplitude": number(0), "cross_epoch": integer(0), "topk": integer(1)}
+    # quick: mining from epoch 2 of its 4, so that both phases run
+    profiles = {"paper": {**MoCoMethod.profiles["paper"], "cross_epoch": 150, "topk": 1},
+                "quick": {**MoCoMethod.profiles["quick"], "cross_epoch": 2}}
 
     def __init__(self, settings: dict | None = None):
         super().__init__(settings)

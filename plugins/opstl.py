@@ -45,6 +45,7 @@ def frequency_degrees(missing_counts: torch.Tensor) -> torch.Tensor:
 class OPSTL(PSTL):
     name = "opstl"
     defaults: ClassVar[dict] = {**PSTL.defaults, "mask_joint": 9}
+    profiles: ClassVar[dict] = {**PSTL.profiles, "paper": {**PSTL.profiles["paper"], "mask_joint": 9}}
 
     def joint_weights(self, batch) -> torch.Tensor:
         return frequency_degrees(batch.missing.sum(dim=0))

@@ -6,11 +6,19 @@ from occbench.errors import OccbenchError
 from occbench.paths import CATALOGUE
 
 
+def installed() -> dict:
+    from occbench.plugins import load_plugins
+
+    host = load_plugins()
+    return {name: host.methods[name] for name in host.methods.names()}
+
+
 def test_the_shipped_registry_is_valid():
     catalogue = load_catalogue()
     assert set(catalogue.methods) == {"skeletonclr", "crossclr", "aimclr", "pstl", "opstl"}
     assert catalogue.datasets["ntu120"]["split_sizes"]["xset"] == [54468, 59477]
-    paper, quick = catalogue.profile("paper"), catalogue.profile("quick")
+    paper, quick = catalogue.profile("paper", installed()), catalogue.profile("quick", installed())
+    assert "methods" not in catalogue.profile("paper")  # each method's settings ship with it
     assert paper["methods"]["skeletonclr"]["queue_size"] == 32768
     assert paper["methods"]["opstl"]["mask_joint"] == 9 and paper["methods"]["pstl"]["mask_joint"] == 8
     # quick inherits what it does not change
@@ -34,7 +42,7 @@ def write_registry(tmp_path, edit):
         (lambda r: r["methods"]["pstl"].pop("citation"), "methods.pstl.citation: missing required field"),
         (lambda r: r.update(extras={}), "extras: unknown section"),
         (lambda r: r["profiles"]["quick"].update(_base_="papr"), "profiles.quick._base_: unknown profile 'papr'"),
-        (lambda r: r["profiles"]["paper"]["methods"].update(simclr={}), "profiles.paper.methods.simclr"),
+        (lambda r: r["profiles"]["paper"].update(methods={"simclr": {}}), "profiles.paper.methods.simclr"),
         (lambda r: r["suites"]["quick"].update(datasets=["ntu60/xset"]), "suites.quick.datasets"),
         (lambda r: r["datasets"]["ntu60"].update(source="web"), "datasets.ntu60.source"),
     ],
@@ -81,7 +89,7 @@ def test_every_method_resolves_to_valid_optimizer_and_schedule_settings():
 
     catalogue = load_catalogue()
     for name in ("paper", "quick"):
-        profile = catalogue.profile(name)
+        profile = catalogue.profile(name, installed())
         for method, settings in profile["methods"].items():
             pretrain = merge(profile["pretrain"], settings.get("pretrain", {}))
             optimizer = dict(pretrain["optimizer"])

@@ -30,6 +30,9 @@ def test_a_third_party_method_runs_through_the_grid(tiny_grid, capsys):
     assert record["config"]["pretrain"]["pretrain"]["epochs"] == 2  # the --cfg-options reached the stage
     # its own encoder takes no settings: the profile's ST-GCN ones are neither in its key nor its record
     assert record["config"]["pretrain"]["method_settings"]["encoder"] == {}
+    # the settings it ships for the quick profile, over its paper ones and its defaults
+    assert record["config"]["pretrain"]["method_settings"]["queue_size"] == 48
+    assert record["config"]["pretrain"]["method_settings"]["feature_dim"] == 8
     # a second run computes nothing; a changed protocol setting re-runs only the evaluations
     started = len(events(tmp_path, "started"))
     assert main(args) == 0 and len(events(tmp_path, "started")) == started

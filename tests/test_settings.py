@@ -106,6 +106,25 @@ def test_a_methods_own_encoder_settings_go_over_the_shared_ones_for_it_alone(pla
         name: value for name, value in shared.items() if name != "pstl"}
 
 
+def test_a_plugins_own_profile_settings_are_checked_when_the_grid_is_planned():
+    from occbench.hookspecs import hookimpl
+    from occbench_plugins.skeletonclr import SkeletonCLR
+
+    class Typo(SkeletonCLR):
+        profiles = {"quick": {"queue_sise": 64}}
+
+    class Plugin:
+        @hookimpl
+        def occbench_register_methods(registry):
+            registry.add("typo", Typo)
+
+    catalogue, host = load_catalogue(), load_plugins(extra={"typo-plugin": Plugin})
+    grid = resolve_grid(catalogue, host, methods=["typo"])
+    with pytest.raises(OccbenchError, match="methods.typo.queue_sise: unknown setting; did you mean "
+                                            "methods.typo.queue_size"):
+        build_stages(grid, catalogue, host, {})
+
+
 def test_both_profiles_are_valid_as_shipped(planner):
     assert planner(profile="paper") and planner(profile="quick")
 

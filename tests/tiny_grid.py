@@ -37,6 +37,7 @@ TINY = """
 
     class TinyCLR(MoCoMethod):
         defaults = {**MoCoMethod.defaults, "queue_size": 64, "feature_dim": 8}
+        profiles = {"paper": {"queue_size": 4096, "feature_dim": 8}, "quick": {"queue_size": 48}}  # its own
         encoder_class = TinyEncoder
 
         def training_step(self, batch, epoch, generator):
