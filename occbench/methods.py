@@ -205,3 +205,86 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch
     on_diagonal = (torch.diagonal(c) - 1).pow(2).sum()
     off_diagonal = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
     return on_diagonal + lambd * off_diagonal
+
+
+class MaskedAutoencoder(Method):
+    """A masked autoencoder over the skeleton transformer's (joint, segment) tokens (SkeletonMAE, MAMP).
+
+    Per sequence a `mask_ratio` share of the tokens is masked; the encoder sees the kept tokens only
+    (that is what makes an MAE cheap), a light decoder puts a learned mask token in every other place,
+    adds its own position embeddings and predicts each token's target; the loss is the mean squared
+    error over the masked tokens that have a target, each target standardised over its own values when
+    `normalize_target` (MAMP's ``norm_skes_loss``). A subclass gives its masking (`masking_noise`) and
+    its target (`target`).
+
+    Occlusion, which no published MAE models: a token that is not visible (its joint occluded in a frame
+    of its segment) is always masked and never a target, so the encoder never sees an occluded joint's
+    fake zero and the decoder is never asked to reconstruct one.
+    """
+
+    defaults: ClassVar[dict] = {"mask_ratio": 0.9, "decoder_width": 256, "decoder_depth": 3, "decoder_heads": 8,
+                                "normalize_target": True}
+    schema: ClassVar[dict] = {"mask_ratio": number(0, 1, below=True), "decoder_width": integer(1),
+                              "decoder_depth": integer(0), "decoder_heads": integer(1)}
+
+    @classmethod
+    def encoder_type(cls) -> type:
+        from occbench.nn.transformer import SkeletonTransformer
+
+        return cls.encoder_class or SkeletonTransformer
+
+    def __init__(self, settings: dict | None = None):
+        from occbench.nn.transformer import Block
+
+        super().__init__(settings)
+        s, encoder = self.settings, self.encoders[self.streams[0]]
+        width = s["decoder_width"]
+        if width % s["decoder_heads"]:
+            raise OccbenchError(f"decoder_width={width} is not a multiple of decoder_heads={s['decoder_heads']}")
+        self.decoder_embed = nn.Linear(encoder.feature_dim, width)
+        self.mask_token = nn.Parameter(torch.zeros(width))
+        self.decoder_temporal = nn.Parameter(torch.zeros(encoder.temporal_position.shape[0], 1, width))
+        self.decoder_spatial = nn.Parameter(torch.zeros(1, encoder.joints, width))
+        self.decoder = nn.ModuleList(Block(width, s["decoder_heads"], 4.0) for _ in range(s["decoder_depth"]))
+        self.decoder_norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, encoder.segment * 3)
+        for parameter in (self.mask_token, self.decoder_temporal, self.decoder_spatial):
+            nn.init.trunc_normal_(parameter, std=0.02)
+
+    def masking_noise(self, patches: torch.Tensor, visible: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B, L) scores: the lowest are kept; invisible tokens are masked whatever their score."""
+        raise NotImplementedError
+
+    def target(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, L, P) what the decoder predicts for each token, from its raw patches."""
+        raise NotImplementedError
+
+    def training_step(self, batch, epoch, generator):
+        encoder = self.encoders[self.streams[0]]
+        patches, visible = encoder.tokens(batch.x), encoder.token_visibility(batch.mask)
+        b, length, _ = patches.shape
+        count = max(1, round(length * (1 - self.settings["mask_ratio"])))
+        noise = self.masking_noise(patches, visible, generator) + 4.0 * ~visible  # scores below 4
+        kept = noise.argsort(dim=1)[:, :count]  # (B, K)
+        kept_visible = visible.gather(1, kept)
+        tokens = encoder.embed_tokens(patches)
+        encoded = encoder.encode(tokens.gather(1, kept[..., None].expand(-1, -1, tokens.shape[-1])), kept_visible)
+        fill = torch.where(kept_visible[..., None], self.decoder_embed(encoded), self.mask_token)
+        full = self.mask_token.expand(b, length, -1).scatter(1, kept[..., None].expand_as(fill), fill)
+        full = full + (self.decoder_temporal + self.decoder_spatial).reshape(length, -1)
+        for block in self.decoder:
+            full = block(full)
+        prediction = self.head(self.decoder_norm(full))
+        target = self.target(patches)
+        if self.settings["normalize_target"]:
+            target = (target - target.mean(dim=-1, keepdim=True)) / (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
+        masked = torch.ones_like(visible).scatter(1, kept, False) & visible  # masked tokens with a target
+        error = (prediction - target).pow(2).mean(dim=-1)
+        loss = (error * masked).sum() / masked.sum().clamp_min(1)
+        return {"loss": loss, "masked_targets": masked.sum(dim=1).float().mean().detach()}
+
+
+def uniform(shape: tuple, generator: torch.Generator | None, device) -> torch.Tensor:
+    """U[0, 1) drawn with the engine's generator, on `device`."""
+    where = generator.device if generator is not None else "cpu"
+    return torch.rand(shape, generator=generator, device=where).to(device)

@@ -141,6 +141,8 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
         schedule = merge(profile["pretrain"], method_profile.pop("pretrain", {}))
         owner = host.methods.owner(method)
         encoder = merge(shared_encoder(host.methods[method], profile), method_profile.pop("encoder", {}))
+        if "frames" in _encoder_schema(host.methods[method]):  # a transformer's tokens depend on the frame count
+            encoder.setdefault("frames", profile["data"]["frames"])
         settings = {
             "method": method, "plugin": f"{owner.distribution} {owner.version}",
             "method_settings": {**method_profile, "encoder": encoder},
@@ -201,6 +203,11 @@ def _mark_overridden(stages: list[Stage], grid: Grid, catalogue: Catalogue, host
     for stage in stages:
         if stage.cell is not None and plain.get(stage.label) != stage.key:
             stage.cell = replace(stage.cell, profile=profile)
+
+
+def _encoder_schema(cls) -> dict:
+    encoder_type = getattr(cls, "encoder_type", None)
+    return getattr(encoder_type(), "schema", {}) if encoder_type else {}
 
 
 def shared_encoder(cls, profile: dict) -> dict:

@@ -1,0 +1,68 @@
+"""SkeletonMAE (Wu et al., arXiv 2209.02399, ICME 2023 workshop): a masked autoencoder over skeleton
+tokens with spatial-temporal masking at the joint level and the frame level; positions as the target.
+
+Published (reference/new-methods.md §1.1): an encoder-decoder transformer reconstructs masked skeleton
+sequences, with joint-level and frame-level spatial-temporal masking. Nothing else is published and no
+code exists, so everything below is occbench's choice, after MAMP's public MAE baseline
+(maoyunyao/MAMP ``model_mae``, new-methods.md §2-3): the shared skeleton transformer
+(occbench/nn/transformer.py) and decoder (`MaskedAutoencoder`), mask ratio 0.9, the position target
+standardised per token, MSE on the masked tokens. The two levels: `frame_share` of the masked tokens
+are whole segments (every joint of a segment: frame-level masking), the rest single (joint, segment)
+tokens drawn uniformly (joint-level masking); 0.5 is occbench's choice. Occluded joints are masked and
+never targets (`MaskedAutoencoder`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from occbench.hookspecs import hookimpl
+from occbench.methods import MaskedAutoencoder, uniform
+from occbench.settings import number
+
+# MAMP's published pretraining (new-methods.md §2.5): AdamW (0.9, 0.95), weight decay 0.05, lr 1e-3,
+# 20 warm-up epochs then cosine, 400 epochs, batch 128. Differences: the cosine goes to 0 per epoch
+# (MAMP: to 5e-4, per iteration), and weight decay applies to every parameter (MAMP: not to norms and biases).
+MAE_PAPER = {
+    "mask_ratio": 0.9, "decoder_width": 256, "decoder_depth": 3, "decoder_heads": 8,
+    "encoder": {"segment": 2, "width": 256, "depth": 8, "heads": 8, "mlp_ratio": 4.0},
+    "pretrain": {"epochs": 400, "optimizer": {"type": "AdamW", "lr": 1e-3, "betas": [0.9, 0.95], "weight_decay": 0.05},
+                 "schedule": {"type": "cosine", "warmup_epochs": 20}},
+}
+# quick: a transformer small enough for the quick grid on 2 CPU cores (occbench's choice)
+MAE_QUICK = {
+    "decoder_width": 64, "decoder_depth": 1, "decoder_heads": 4,
+    "encoder": {"width": 64, "depth": 2, "heads": 4},
+    "pretrain": {"epochs": 10, "schedule": {"type": "cosine", "warmup_epochs": 1}},
+}
+
+
+class SkeletonMAE(MaskedAutoencoder):
+    name = "skeletonmae"
+    defaults: ClassVar[dict] = {**MaskedAutoencoder.defaults, "frame_share": 0.5}
+    schema: ClassVar[dict] = {**MaskedAutoencoder.schema, "frame_share": number(0, 1)}
+    profiles: ClassVar[dict] = {"paper": {**MAE_PAPER, "frame_share": 0.5}, "quick": MAE_QUICK}
+
+    def masking_noise(self, patches, visible, generator):
+        """Whole segments first (frame level), then uniform single tokens (joint level)."""
+        encoder = self.encoders["joint"]
+        b, length, _ = patches.shape
+        segments = length // encoder.joints
+        whole = round(self.settings["frame_share"] * self.settings["mask_ratio"] * segments)
+        noise = uniform((b, length), generator, patches.device)
+        if whole:
+            chosen = uniform((b, segments), generator, patches.device).argsort(dim=1)[:, :whole]
+            frame_masked = torch.zeros(b, segments, dtype=torch.bool, device=patches.device)
+            frame_masked.scatter_(1, chosen, True)
+            noise = noise + 2.0 * frame_masked.repeat_interleave(encoder.joints, dim=1)
+        return noise
+
+    def target(self, patches):
+        return patches  # positions
+
+
+@hookimpl
+def occbench_register_methods(registry):
+    registry.add("skeletonmae", SkeletonMAE)
