@@ -178,7 +178,7 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
                 for method in grid.methods:
                     pretrain = pretrain_stage(method, source, data, split, seed)
                     for protocol in grid.protocols:
-                        recipe = protocol_settings(profile, catalogue, method, protocol)
+                        recipe = protocol_settings(profile, catalogue, method, protocol, host)
                         settings = {"protocol": protocol, "settings": recipe,
                                     "split": split, "seed": seed}
                         cell = Cell(method, imputer, dataset, split, grid.occlusion, protocol, seed, grid.profile)
@@ -219,12 +219,23 @@ def shared_encoder(cls, profile: dict) -> dict:
     return dict(profile.get("encoder", {})) if issubclass(encoder_type, STGCN) else {}
 
 
-def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol: str) -> dict:
+def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol: str, host) -> dict:
     settings = profile.get("protocols", {}).get(protocol, {})
     if protocol == "linear":
-        variant = catalogue.methods.get(method, {}).get("linear", "torchlight")
+        variant = linear_recipe(method, catalogue, host)
+        if variant not in settings:
+            raise OccbenchError(f"method {method} asks for the linear recipe {variant!r}, which the profile does not "
+                                f"have (protocols.linear has {', '.join(settings)})")
         settings = {**settings[variant], "variant": variant}
     return dict(settings)
+
+
+def linear_recipe(method: str, catalogue: Catalogue, host) -> str:
+    """Which published linear-evaluation recipe a method's paper used: the catalogue's entry, else the
+    method class's `linear_recipe`, else torchlight (SkeletonCLR's)."""
+    entry = catalogue.methods.get(method, {}).get("linear")
+    cls = host.methods[method] if method in host.methods else None
+    return entry or getattr(cls, "linear_recipe", "torchlight")
 
 
 def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
@@ -256,10 +267,10 @@ def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
                 raise OccbenchError(unknown(where, name, known, what=kind.removesuffix("s")))
             if not isinstance(section, dict):
                 raise OccbenchError(f"{where}={section!r}: expected a mapping of settings")
-            CHECKS[kind](host.registries[kind][name], section, where, profile, catalogue)
+            CHECKS[kind](host.registries[kind][name], section, where, profile, catalogue, host)
 
 
-def _check_method(cls, section: dict, where: str, profile: dict, catalogue: Catalogue) -> None:
+def _check_method(cls, section: dict, where: str, profile: dict, catalogue: Catalogue, host) -> None:
     schema = cls.settings_schema() if hasattr(cls, "settings_schema") else typed_like(cls.defaults)
     # encoder: the method's own, over the profile's shared ST-GCN section; pretrain: below
     check(schema | {"pretrain": ANY}, section, where)
@@ -269,14 +280,15 @@ def _check_method(cls, section: dict, where: str, profile: dict, catalogue: Cata
         check(PRETRAIN, merge(profile["pretrain"], section["pretrain"]), f"{where}.pretrain")
 
 
-def _check_protocol(fn, section: dict, where: str, profile: dict, catalogue: Catalogue) -> None:
+def _check_protocol(fn, section: dict, where: str, profile: dict, catalogue: Catalogue, host) -> None:
     schema = getattr(fn, "schema", None)
     if schema is None and getattr(fn, "settings", None) is not None:
         schema = dict.fromkeys(fn.settings, ANY)
     if schema is None:
         return
-    if where == "protocols.linear":  # one recipe per variant the catalogue's methods name
+    if where == "protocols.linear":  # one recipe per variant a method names
         variants = {entry.get("linear", "torchlight") for entry in catalogue.methods.values()}
+        variants |= {linear_recipe(name, catalogue, host) for name in host.methods.names()}
         for variant, recipe in section.items():
             if variant not in variants:
                 raise OccbenchError(unknown(f"{where}.{variant}", variant, dict.fromkeys(sorted(variants))))
@@ -285,7 +297,7 @@ def _check_protocol(fn, section: dict, where: str, profile: dict, catalogue: Cat
     check(schema, section, where)
 
 
-def _check_imputer(imputer, section: dict, where: str, profile: dict, catalogue: Catalogue) -> None:
+def _check_imputer(imputer, section: dict, where: str, profile: dict, catalogue: Catalogue, host) -> None:
     own_check = getattr(imputer, "check_settings", None)
     if own_check is None:
         check(typed_like(getattr(imputer, "defaults", {})), section, where)
