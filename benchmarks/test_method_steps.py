@@ -28,10 +28,11 @@ import time
 import pytest
 import torch
 
-from occbench.catalogue import load_catalogue, merge
+from occbench.catalogue import load_catalogue
 from occbench.data.batches import Batch
 from occbench.engine import build_optimizer
 from occbench.nn.stgcn import ReferenceSTGCN
+from occbench.plan import pretrain_settings, resolved_profile
 from occbench.plugins import load_plugins
 
 BATCH = int(os.environ.get("OCCBENCH_BENCH_BATCH", "128"))
@@ -52,11 +53,8 @@ def host():
 
 def build(host, method: str, encoder: str, device: str):
     """The method with the paper profile's settings, as the runner builds it, and its optimiser."""
-    profile = load_catalogue().profile("paper")
-    settings = dict(profile.get("methods", {}).get(method, {}))
-    pretrain = merge(profile["pretrain"], settings.pop("pretrain", {}))
-    settings["encoder"] = profile.get("encoder", {})
     cls = host.methods[method]
+    settings, pretrain = pretrain_settings(cls, method, resolved_profile(load_catalogue(), host, "paper"))
     if encoder == "reference":
         cls = type(f"Reference{cls.__name__}", (cls,), {
             "build_encoder": lambda self: ReferenceSTGCN(**self.settings.get("encoder", {}))})

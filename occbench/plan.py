@@ -117,8 +117,7 @@ def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) ->
 
 def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]) -> list[Stage]:
     """Every stage of the grid, each once, dependencies before dependents."""
-    methods = {name: host.methods[name] for name in host.methods.names()}
-    profile = apply_overrides(catalogue.profile(grid.profile, methods), grid.overrides)
+    profile = resolved_profile(catalogue, host, grid.profile, grid.overrides)
     check_profile(profile, catalogue, host)
     stages: dict[str, Stage] = {}
 
@@ -137,15 +136,11 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
         return add(Stage("data", f"data {dataset} {grid.occlusion}", settings))
 
     def pretrain_stage(method: str, input_stage: Stage, data: Stage, split: str, seed: int) -> Stage:
-        method_profile = dict(profile.get("methods", {}).get(method, {}))
-        schedule = merge(profile["pretrain"], method_profile.pop("pretrain", {}))
+        method_settings, schedule = pretrain_settings(host.methods[method], method, profile)
         owner = host.methods.owner(method)
-        encoder = merge(shared_encoder(host.methods[method], profile), method_profile.pop("encoder", {}))
-        if "frames" in _encoder_schema(host.methods[method]):  # a transformer's tokens depend on the frame count
-            encoder.setdefault("frames", profile["data"]["frames"])
         settings = {
             "method": method, "plugin": f"{owner.distribution} {owner.version}",
-            "method_settings": {**method_profile, "encoder": encoder},
+            "method_settings": method_settings,
             "pretrain": schedule, "batch_size": profile["data"]["batch_size"], "split": split, "seed": seed,
         }
         if grid.world_size > 1:  # per-rank BatchNorm statistics: not the same computation as one process
@@ -203,6 +198,25 @@ def _mark_overridden(stages: list[Stage], grid: Grid, catalogue: Catalogue, host
     for stage in stages:
         if stage.cell is not None and plain.get(stage.label) != stage.key:
             stage.cell = replace(stage.cell, profile=profile)
+
+
+def resolved_profile(catalogue: Catalogue, host, name: str, overrides=()) -> dict:
+    """The named profile as a grid runs it: the catalogue's chain, every installed method's own
+    settings, then the command line's overrides."""
+    methods = {method: host.methods[method] for method in host.methods.names()}
+    return apply_overrides(catalogue.profile(name, methods), list(overrides))
+
+
+def pretrain_settings(cls, method: str, profile: dict) -> tuple[dict, dict]:
+    """(the method's settings, its pretraining schedule) in a resolved profile: its own section, its
+    encoder's settings over the shared ST-GCN ones where it is an ST-GCN method, its own schedule over
+    the profile's."""
+    section = dict(profile.get("methods", {}).get(method, {}))
+    schedule = merge(profile["pretrain"], section.pop("pretrain", {}))
+    encoder = merge(shared_encoder(cls, profile), section.pop("encoder", {}))
+    if "frames" in _encoder_schema(cls):  # a transformer's tokens depend on the frame count
+        encoder.setdefault("frames", profile["data"]["frames"])
+    return {**section, "encoder": encoder}, schedule
 
 
 def _encoder_schema(cls) -> dict:
