@@ -9,7 +9,9 @@ An encoder is an ``nn.Module`` with
   pretraining, feature extraction, every protocol, the KNN imputer's embedding. An encoder may ignore
   it (the published ST-GCN sees the zeros) or use it (a masked transformer leaves occluded joints out);
 * ``schema`` (optional): its constructor settings and their types (``occbench.settings``), which a
-  profile's ``methods.<name>.encoder`` section may set.
+  profile's ``methods.<name>.encoder`` section may set; and ``check_settings(settings)`` (optional), for
+  what a schema cannot say (a segment length that must divide the frame count), called on the resolved
+  settings when the grid is planned.
 
 A method may need more of its encoder; it names these capabilities in ``Method.requires`` and an
 encoder declares what it offers in its class attribute ``capabilities``:

@@ -216,6 +216,12 @@ def pretrain_settings(cls, method: str, profile: dict) -> tuple[dict, dict]:
     encoder = merge(shared_encoder(cls, profile), section.pop("encoder", {}))
     if "frames" in _encoder_schema(cls):  # a transformer's tokens depend on the frame count
         encoder.setdefault("frames", profile["data"]["frames"])
+    own_check = getattr(getattr(cls, "encoder_type", lambda: None)(), "check_settings", None)
+    if own_check is not None:
+        try:
+            own_check(encoder)
+        except OccbenchError as err:
+            raise OccbenchError(f"methods.{method}.encoder: {err}") from None
     return {**section, "encoder": encoder}, schedule
 
 

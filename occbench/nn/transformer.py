@@ -57,11 +57,7 @@ class SkeletonTransformer(nn.Module):
     def __init__(self, frames: int = 50, segment: int = 2, width: int = 256, depth: int = 8, heads: int = 8,
                  mlp_ratio: float = 4.0, joints: int = 25):
         super().__init__()
-        if frames % segment:
-            raise OccbenchError(f"encoder frames={frames} is not a multiple of segment={segment}: choose a segment "
-                                "that divides the profile's frame count (data.frames)")
-        if width % heads:
-            raise OccbenchError(f"encoder width={width} is not a multiple of heads={heads}")
+        self.check_settings({"frames": frames, "segment": segment, "width": width, "heads": heads})
         self.frames, self.segment, self.joints = frames, segment, joints
         self.feature_dim = width
         self.embed = nn.Linear(3 * segment, width)
@@ -72,6 +68,18 @@ class SkeletonTransformer(nn.Module):
         self.apply(_init)
         nn.init.trunc_normal_(self.temporal_position, std=0.02)
         nn.init.trunc_normal_(self.spatial_position, std=0.02)
+
+    @staticmethod
+    def check_settings(settings: dict) -> None:
+        """What the schema cannot say: the segments tile the frames, the heads split the width. Called
+        by the planner on the resolved settings, before anything runs."""
+        frames, segment = settings.get("frames", 50), settings.get("segment", 2)
+        width, heads = settings.get("width", 256), settings.get("heads", 8)
+        if frames % segment:
+            raise OccbenchError(f"encoder frames={frames} is not a multiple of segment={segment}: choose a segment "
+                                "that divides the profile's frame count (data.frames)")
+        if width % heads:
+            raise OccbenchError(f"encoder width={width} is not a multiple of heads={heads}")
 
     # ------------------------------------------------------------------------------------- tokens
     def tokens(self, x: Tensor) -> Tensor:
