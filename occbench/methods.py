@@ -255,8 +255,9 @@ class MaskedAutoencoder(Method):
         """(B, L) scores: the lowest are kept; invisible tokens are masked whatever their score."""
         raise NotImplementedError
 
-    def target(self, patches: torch.Tensor) -> torch.Tensor:
-        """(B, L, P) what the decoder predicts for each token, from its raw patches."""
+    def target(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, P) what the decoder predicts for each token, and (B, L) which tokens have one (none
+        that involves an invisible joint)."""
         raise NotImplementedError
 
     def training_step(self, batch, epoch, generator):
@@ -264,7 +265,7 @@ class MaskedAutoencoder(Method):
         patches, visible = encoder.tokens(batch.x), encoder.token_visibility(batch.mask)
         b, length, _ = patches.shape
         count = max(1, round(length * (1 - self.settings["mask_ratio"])))
-        noise = self.masking_noise(patches, visible, generator) + 4.0 * ~visible  # scores below 4
+        noise = self.masking_noise(patches, visible, generator).masked_fill(~visible, float("inf"))
         kept = noise.argsort(dim=1)[:, :count]  # (B, K)
         kept_visible = visible.gather(1, kept)
         tokens = encoder.embed_tokens(patches)
@@ -275,10 +276,10 @@ class MaskedAutoencoder(Method):
         for block in self.decoder:
             full = block(full)
         prediction = self.head(self.decoder_norm(full))
-        target = self.target(patches)
+        target, has_target = self.target(batch.x, batch.mask)
         if self.settings["normalize_target"]:
             target = (target - target.mean(dim=-1, keepdim=True)) / (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
-        masked = torch.ones_like(visible).scatter(1, kept, False) & visible  # masked tokens with a target
+        masked = torch.ones_like(visible).scatter(1, kept, False) & has_target  # masked tokens with a target
         error = (prediction - target).pow(2).mean(dim=-1)
         loss = (error * masked).sum() / masked.sum().clamp_min(1)
         return {"loss": loss, "masked_targets": masked.sum(dim=1).float().mean().detach()}

@@ -60,8 +60,9 @@ class SkeletonMAE(MaskedAutoencoder):
             noise = noise + 2.0 * frame_masked.repeat_interleave(encoder.joints, dim=1)
         return noise
 
-    def target(self, patches):
-        return patches  # positions
+    def target(self, x, mask):
+        encoder = self.encoders["joint"]
+        return encoder.tokens(x), encoder.token_visibility(mask)  # positions, where they are known
 
 
 @hookimpl
