@@ -113,13 +113,14 @@ def test_every_builtin_method_runs_through_the_runner(tiny_grid, capsys):
     methods = args.index("--methods")
     args[methods + 1:methods + 1] = ["skeletonclr,crossclr,aimclr,pstl,opstl"]
     args[args.index("--seeds") + 1] = "0"
-    args[methods + 1] += ",skeletonmae,mamp"
+    args[methods + 1] += ",skeletonmae,mamp,cfsem"
     assert main([*args, "pretrain.epochs=1", "methods.pstl.pretrain.epochs=1",
                  "methods.opstl.pretrain.epochs=1", "methods.pstl.mask_frame=2", "methods.opstl.mask_frame=2",
-                 "methods.skeletonmae.pretrain.epochs=1", "methods.mamp.pretrain.epochs=1"]) == 0
+                 "methods.skeletonmae.pretrain.epochs=1", "methods.mamp.pretrain.epochs=1",
+                 "methods.cfsem.pretrain.epochs=1"]) == 0
     records = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
     assert {r["cell"]["method"] for r in records} == {"skeletonclr", "crossclr", "aimclr", "pstl", "opstl",
-                                                      "skeletonmae", "mamp"}
+                                                      "skeletonmae", "mamp", "cfsem"}
     mae = next(r for r in records if r["cell"]["method"] == "skeletonmae")["config"]["pretrain"]["method_settings"]
     # its own encoder, sized by the profile's frames; none of the ST-GCN's settings
     assert mae["encoder"] == {"segment": 2, "width": 64, "depth": 2, "heads": 4, "mlp_ratio": 4.0, "frames": 20}
