@@ -233,14 +233,20 @@ class MaskedAutoencoder(Method):
 
         return cls.encoder_class or SkeletonTransformer
 
+    @classmethod
+    def check_settings(cls, settings: dict, name: str = "") -> None:
+        super().check_settings(settings, name)
+        merged = {**cls.defaults, **settings}
+        if merged["decoder_width"] % merged["decoder_heads"]:
+            raise OccbenchError(f"methods.{name or cls.name}: decoder_width={merged['decoder_width']} is not a "
+                                f"multiple of decoder_heads={merged['decoder_heads']}")
+
     def __init__(self, settings: dict | None = None):
         from occbench.nn.transformer import Block
 
         super().__init__(settings)
         s, encoder = self.settings, self.encoders[self.streams[0]]
         width = s["decoder_width"]
-        if width % s["decoder_heads"]:
-            raise OccbenchError(f"decoder_width={width} is not a multiple of decoder_heads={s['decoder_heads']}")
         self.decoder_embed = nn.Linear(encoder.feature_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(width))
         self.decoder_temporal = nn.Parameter(torch.zeros(encoder.temporal_position.shape[0], 1, width))

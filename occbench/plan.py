@@ -294,6 +294,9 @@ def _check_method(cls, section: dict, where: str, profile: dict, catalogue: Cata
     schema = cls.settings_schema() if hasattr(cls, "settings_schema") else typed_like(cls.defaults)
     # encoder: the method's own, over the profile's shared ST-GCN section; pretrain: below
     check(schema | {"pretrain": ANY}, section, where)
+    if hasattr(cls, "check_settings"):  # what a schema cannot say (settings that must fit together)
+        cls.check_settings({key: value for key, value in section.items() if key != "pretrain"},
+                           where.removeprefix("methods."))
     if "pretrain" in section:  # the method's own schedule, over the profile's
         from occbench.engine import PRETRAIN
 
