@@ -79,3 +79,29 @@ def train_on_one_batch(model, epoch, steps=20, lr=0.05):
                     buffer.copy_(queues[name])
         history.append(losses["loss"].item())
     return history
+
+
+def loss_after_training(model, batch, steps=30, lr=3e-3) -> tuple[float, float]:
+    """(loss before, loss after) `steps` AdamW steps on one batch, each with its own views; both losses
+    measured on the same fixed views."""
+
+    def loss():
+        with torch.no_grad():
+            return model.training_step(batch, 0, torch.Generator().manual_seed(10_000))["loss"].item()
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    before = loss()
+    for step in range(steps):
+        optimizer.zero_grad()
+        model.training_step(batch, 0, torch.Generator().manual_seed(step))["loss"].backward()
+        optimizer.step()
+    return before, loss()
+
+
+def swaying_batch(n=8, t=12) -> Batch:
+    """make_batch's occlusion on one body swaying smoothly: a sequence a model can learn to predict."""
+    batch = make_batch(n, t=t)
+    pose = torch.randn(1, 3, 1, 25, 1, generator=torch.Generator().manual_seed(5))
+    noise = torch.randn(n, 3, t, 25, 2, generator=torch.Generator().manual_seed(6))
+    batch.x = (pose + 0.1 * noise.cumsum(dim=2)) * batch.mask[:, None]
+    return batch
