@@ -16,6 +16,12 @@ class SkeletonFormatError(OccbenchError):
         super().__init__(f"{where}: {problem}")
 
 
+def brief(error: BaseException) -> str:
+    """The first line of another library's error message (numpy's can run to three), for a one-line error."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def read_bytes(path: str | Path) -> bytes:
     """A user-given file's bytes, or an OccbenchError naming it."""
     try:

@@ -58,7 +58,7 @@ import numpy as np
 
 from occbench.data.dataset import PARTS, DatasetWriter, SkeletonDataset
 from occbench.data.ntu import BENCHMARKS, CENTER_JOINT, MAX_BODIES, NUM_JOINTS, check_benchmark
-from occbench.errors import OccbenchError, read_bytes
+from occbench.errors import OccbenchError, brief, read_bytes
 
 CROSSCLR_SPLITS = ("xsub", "xview", "xset")
 DATA_VARIANTS = ("data_nan", "data", "position")  # file suffixes, in order of preference
@@ -121,7 +121,7 @@ def safe_load_pickle(path: str | Path) -> object:
         raise
     except Exception as err:  # a damaged pickle can raise nearly anything
         raise OccbenchError(
-            f"{path}: not a readable pickle ({type(err).__name__}: {err}); regenerate it"
+            f"{path}: not a readable pickle ({type(err).__name__}: {brief(err)}); regenerate it"
         ) from None
 
 
@@ -250,7 +250,7 @@ def _load_npy(file: Path) -> np.ndarray:
         return np.load(file, mmap_mode="r", allow_pickle=False)
     except UNREADABLE as err:
         raise OccbenchError(
-            f"{file}: unreadable or truncated .npy ({err}); regenerate or download it again"
+            f"{file}: unreadable or truncated .npy ({brief(err)}); regenerate or download it again"
         ) from None
 
 
@@ -362,7 +362,7 @@ def _memmap_chunks(array: np.ndarray, file: Path) -> Callable:
             try:
                 block = _as_float32(array[start : start + CHUNK], file)
             except OSError as err:
-                raise OccbenchError(f"{file}: read failed ({err}); check the disk or the file") from None
+                raise OccbenchError(f"{file}: read failed ({brief(err)}); check the disk or the file") from None
             yield start, _pad_bodies(block, file)
 
     return chunks
@@ -387,7 +387,7 @@ class _NpzArray:
                 "y_test); regenerate it"
             ) from None
         except UNREADABLE as err:
-            raise OccbenchError(f"{self.file}: unreadable or truncated .npz ({err}); regenerate it") from None
+            raise OccbenchError(f"{self.file}: unreadable or truncated .npz ({brief(err)}); regenerate it") from None
 
     @staticmethod
     def _header(stream) -> tuple[tuple[int, ...], np.dtype]:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, brief
 from occbench.nn.graph import ntu_adjacency
 from occbench.nn.stgcn import STGCN
 
@@ -111,12 +111,7 @@ def read_checkpoint(path) -> Mapping:
 
 
 def _unreadable(path: Path, error: BaseException) -> OccbenchError:
-    return OccbenchError(f"{path}: cannot read the checkpoint ({_first_line(error)}); is it a torch.save file?")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return OccbenchError(f"{path}: cannot read the checkpoint ({brief(error)}); is it a torch.save file?")
 
 
 def _tensor_dict(obj, where: str) -> dict[str, torch.Tensor]:
