@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, brief
 
 CAPABILITIES = {
     "feature_map": "feature_map(x, mask=None) -> (N*M, C, T', V') and pool(feature_map, persons) -> (N, C)",
@@ -109,7 +109,7 @@ def build(spec: dict) -> FeatureEncoder:
         for part in name.split("."):
             cls = getattr(cls, part)
     except (ImportError, AttributeError) as err:
-        raise OccbenchError(f"encoder class {spec['class']}: cannot import it ({err}); install the plugin that "
+        raise OccbenchError(f"encoder class {spec['class']}: cannot import it ({brief(err)}); install the plugin that "
                             "provides it") from None
     return FeatureEncoder(nn.ModuleDict({stream: cls(**spec["settings"]) for stream in spec["streams"]}), spec)
 

@@ -18,7 +18,7 @@ import torch
 from mmengine.optim import CosineAnnealingLR, LinearLR, MultiStepLR, OptimWrapper
 
 from occbench import distributed, paths
-from occbench.errors import OccbenchError, write_error
+from occbench.errors import OccbenchError, brief, write_error
 from occbench.settings import ByType, flag, integer, listing, number, one_of
 
 OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
@@ -101,7 +101,7 @@ class Checkpoint:
             tmp_digest.unlink(missing_ok=True)
             if isinstance(err, OSError):
                 raise write_error(self.path, err, "--work") from None
-            raise OccbenchError(f"{self.path}: cannot write the checkpoint ({err}); free space, or pass --work "
+            raise OccbenchError(f"{self.path}: cannot write the checkpoint ({brief(err)}); free space, or pass --work "
                                 "with a writable folder") from None
 
     def load(self) -> dict | None:

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from occbench import store
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, brief
 from occbench.plan import Stage
 from occbench.runner import Context, is_done, note_failure, result_cell, run_stage
 
@@ -201,7 +201,7 @@ def submit_slurm(stages: list[Stage], context: Context, folder: Path, options: d
     try:
         executor.update_parameters(**options)
     except (ValueError, TypeError) as err:
-        raise OccbenchError(f"--slurm-option: {err}") from None
+        raise OccbenchError(f"--slurm-option: {brief(err)}") from None
     job_context = replace(context, progress=False)
     jobs: dict = {}
     for stage in stages:

@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 import pluggy
 
 from occbench import hookspecs
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, brief
 
 ENTRY_POINT_GROUP = "occbench"
 DISABLE_ENV = "OCCBENCH_DISABLE_PLUGINS"
@@ -124,7 +124,7 @@ def load_plugins(disabled: tuple[str, ...] | list[str] = (), extra: dict[str, ob
             plugin = point.load()
         except Exception as err:  # a broken third-party plugin must not look like an occbench bug
             raise OccbenchError(
-                f"plugin {point.name} ({info.distribution}) failed to load: {type(err).__name__}: {err}; "
+                f"plugin {point.name} ({info.distribution}) failed to load: {type(err).__name__}: {brief(err)}; "
                 f"fix or uninstall it, or disable it with --disable-plugin {point.name}"
             ) from None
         _register(manager, plugin, info)
@@ -143,6 +143,6 @@ def _register(manager: pluggy.PluginManager, plugin: object, info: PluginInfo) -
         manager.check_pending()
     except pluggy.PluginValidationError as err:
         raise OccbenchError(
-            f"plugin {info.name} ({info.distribution}) is invalid: {err}; "
+            f"plugin {info.name} ({info.distribution}) is invalid: {brief(err)}; "
             f"fix it or disable it with --disable-plugin {info.name}"
         ) from None

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from occbench.data.ntu import MAX_BODIES, NUM_JOINTS
-from occbench.errors import OccbenchError, write_error
+from occbench.errors import OccbenchError, brief, write_error
 
 ARRAYS = {  # name: (dtype, shape after N given T)
     "data": (np.float32, lambda t: (3, t, NUM_JOINTS, MAX_BODIES)),
@@ -82,7 +82,7 @@ class SkeletonDataset:
             try:
                 arrays[name] = np.load(file, mmap_mode="r")
             except (OSError, ValueError) as err:
-                raise OccbenchError(f"{file}: unreadable ({err}); prepare the dataset again") from None
+                raise OccbenchError(f"{file}: unreadable ({brief(err)}); prepare the dataset again") from None
             if len(arrays[name]) != len(self.names):
                 raise OccbenchError(
                     f"{file}: {len(arrays[name])} samples but names.txt lists {len(self.names)}; "
