@@ -216,7 +216,7 @@ def pretrain_settings(cls, method: str, profile: dict) -> tuple[dict, dict]:
     encoder = merge(shared_encoder(cls, profile), section.pop("encoder", {}))
     if "frames" in _encoder_schema(cls):  # a transformer's tokens depend on the frame count
         encoder.setdefault("frames", profile["data"]["frames"])
-    own_check = getattr(getattr(cls, "encoder_type", lambda: None)(), "check_settings", None)
+    own_check = getattr(_encoder_type(cls), "check_settings", None)
     if own_check is not None:
         try:
             own_check(encoder)
@@ -226,8 +226,14 @@ def pretrain_settings(cls, method: str, profile: dict) -> tuple[dict, dict]:
 
 
 def _encoder_schema(cls) -> dict:
-    encoder_type = getattr(cls, "encoder_type", None)
-    return getattr(encoder_type(), "schema", {}) if encoder_type else {}
+    return getattr(_encoder_type(cls), "schema", {})
+
+
+def _encoder_type(cls) -> type:
+    """The class of a method's encoder (a class that does not say: the ST-GCN of every published method)."""
+    from occbench.nn.stgcn import STGCN
+
+    return cls.encoder_type() if hasattr(cls, "encoder_type") else STGCN
 
 
 def shared_encoder(cls, profile: dict) -> dict:
@@ -235,8 +241,7 @@ def shared_encoder(cls, profile: dict) -> dict:
     another encoder neither reads nor keys on them)."""
     from occbench.nn.stgcn import STGCN
 
-    encoder_type = getattr(cls, "encoder_type", lambda: STGCN)()
-    return dict(profile.get("encoder", {})) if issubclass(encoder_type, STGCN) else {}
+    return dict(profile.get("encoder", {})) if issubclass(_encoder_type(cls), STGCN) else {}
 
 
 def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol: str, host) -> dict:
