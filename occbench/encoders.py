@@ -19,7 +19,10 @@ encoder declares what it offers in its class attribute ``capabilities``:
 * ``"feature_map"``: ``feature_map(x, mask=None)`` -> ``(N*M, C, T', V')`` before pooling, and
   ``pool(feature_map, persons)`` -> ``(N, C)`` (AimCLR's attention drop works between the two);
 * ``"ignore_joints"``: ``forward(x, mask=None, ignore_joints=[...])`` removes those joints from the
-  computation (PSTL's and OPSTL's spatial view).
+  computation (PSTL's and OPSTL's spatial view);
+* ``"layers"``: ``layers()`` -> lists of its parameters from the input to the output, each parameter in
+  exactly one (a transformer: the embeddings, each block, the final norm), which is what the finetune
+  protocols' layer-wise learning-rate decay (``layer_decay``) scales by depth.
 
 A method whose encoder lacks a capability it requires is a one-line error when the method is built.
 
@@ -41,6 +44,7 @@ from occbench.errors import OccbenchError, brief
 CAPABILITIES = {
     "feature_map": "feature_map(x, mask=None) -> (N*M, C, T', V') and pool(feature_map, persons) -> (N, C)",
     "ignore_joints": "forward(x, mask=None, ignore_joints=[...]) without those joints",
+    "layers": "layers() -> lists of its parameters from input to output",
 }
 
 
@@ -85,6 +89,17 @@ class FeatureEncoder(nn.Module):
         self.encoders = encoders
         self.spec = spec  # how to build it again (`save`, `load`); None: not rebuildable
         self.feature_dim = sum(encoder.feature_dim for encoder in encoders.values())
+        offered = [set(getattr(encoder, "capabilities", ())) for encoder in encoders.values()]
+        self.capabilities = frozenset(set.intersection(*offered) & {"layers"}) if offered else frozenset()
+
+    def layers(self) -> list[list[nn.Parameter]]:
+        """The streams' layers side by side: layer i of every stream in group i."""
+        per_stream = [encoder.layers() for encoder in self.encoders.values()]
+        depth = len(per_stream[0])
+        if any(len(layers) != depth for layers in per_stream):
+            raise OccbenchError("the streams' encoders have different numbers of layers: layer_decay needs "
+                                "one depth; set it to 1")
+        return [[p for layers in per_stream for p in layers[i]] for i in range(depth)]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         features = []

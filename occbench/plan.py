@@ -212,6 +212,7 @@ def pretrain_settings(cls, method: str, profile: dict) -> tuple[dict, dict]:
     encoder's settings over the shared ST-GCN ones where it is an ST-GCN method, its own schedule over
     the profile's."""
     section = dict(profile.get("methods", {}).get(method, {}))
+    section.pop("protocols", None)  # its evaluation settings (protocol_settings), not its pretraining's
     schedule = merge(profile["pretrain"], section.pop("pretrain", {}))
     encoder = merge(shared_encoder(cls, profile), section.pop("encoder", {}))
     if "frames" in _encoder_schema(cls):  # a transformer's tokens depend on the frame count
@@ -245,6 +246,9 @@ def shared_encoder(cls, profile: dict) -> dict:
 
 
 def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol: str, host) -> dict:
+    """A protocol's settings for one method: the profile's (for linear, the recipe the method's paper
+    used), under the method's own `methods.<method>.protocols.<protocol>` (a masked transformer's
+    published finetuning differs from ST-GCN's)."""
     settings = profile.get("protocols", {}).get(protocol, {})
     if protocol == "linear":
         variant = linear_recipe(method, catalogue, host)
@@ -252,7 +256,16 @@ def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol
             raise OccbenchError(f"method {method} asks for the linear recipe {variant!r}, which the profile does not "
                                 f"have (protocols.linear has {', '.join(settings)})")
         settings = {**settings[variant], "variant": variant}
-    return dict(settings)
+    own = profile.get("methods", {}).get(method, {}).get("protocols", {}).get(protocol, {})
+    settings = merge(settings, own)
+    decay = settings.get("layer_decay", 1)
+    if decay != 1 and method in host.methods:
+        encoder = _encoder_type(host.methods[method])
+        if "layers" not in getattr(encoder, "capabilities", ()):
+            raise OccbenchError(f"protocols.{protocol}.layer_decay={decay} for method {method}: its encoder "
+                                f"{encoder.__name__} has no layers() to decay; set methods.{method}.protocols."
+                                f"{protocol}.layer_decay=1")
+    return settings
 
 
 def linear_recipe(method: str, catalogue: Catalogue, host) -> str:
@@ -281,7 +294,7 @@ def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
             raise OccbenchError(unknown(key, key, sections))
     for key in ("data", "encoder", "pretrain"):
         check(sections[key], profile.get(key, {}), key)
-    for kind in ("methods", "protocols", "imputers"):
+    for kind in ("protocols", "imputers", "methods"):  # a method's own protocol settings are checked merged
         entries = profile.get(kind) or {}
         for name, section in entries.items():
             where = f"{kind}.{name}"
@@ -297,21 +310,41 @@ def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
 
 def _check_method(cls, section: dict, where: str, profile: dict, catalogue: Catalogue, host) -> None:
     schema = cls.settings_schema() if hasattr(cls, "settings_schema") else typed_like(cls.defaults)
-    # encoder: the method's own, over the profile's shared ST-GCN section; pretrain: below
-    check(schema | {"pretrain": ANY}, section, where)
+    # encoder: the method's own, over the profile's shared ST-GCN section; pretrain, protocols: below
+    check(schema | {"pretrain": ANY, "protocols": ANY}, section, where)
     if hasattr(cls, "check_settings"):  # what a schema cannot say (settings that must fit together)
-        cls.check_settings({key: value for key, value in section.items() if key != "pretrain"},
+        cls.check_settings({key: value for key, value in section.items() if key not in ("pretrain", "protocols")},
                            where.removeprefix("methods."))
+    own = section.get("protocols", {})
+    if not isinstance(own, dict):
+        raise OccbenchError(f"{where}.protocols={own!r}: expected a mapping of protocol names to settings")
+    for protocol, settings in own.items():  # checked merged over the profile's, as they run
+        if protocol not in host.protocols:
+            known = dict.fromkeys(host.protocols.names())
+            raise OccbenchError(unknown(f"{where}.protocols.{protocol}", protocol, known, what="protocol"))
+        if not isinstance(settings, dict):
+            raise OccbenchError(f"{where}.protocols.{protocol}={settings!r}: expected a mapping of settings")
+        schema = _protocol_schema(host.protocols[protocol])
+        if schema is not None:
+            merged = protocol_settings(profile, catalogue, where.removeprefix("methods."), protocol, host)
+            variant = {"variant": ANY} if protocol == "linear" else {}  # the recipe's name
+            check(schema | variant, merged, f"{where}.protocols.{protocol}")
     if "pretrain" in section:  # the method's own schedule, over the profile's
         from occbench.engine import PRETRAIN
 
         check(PRETRAIN, merge(profile["pretrain"], section["pretrain"]), f"{where}.pretrain")
 
 
-def _check_protocol(fn, section: dict, where: str, profile: dict, catalogue: Catalogue, host) -> None:
+def _protocol_schema(fn) -> dict | None:
+    """A protocol's declared settings (`schema`, or the names in `settings`); None: it declares none."""
     schema = getattr(fn, "schema", None)
     if schema is None and getattr(fn, "settings", None) is not None:
         schema = dict.fromkeys(fn.settings, ANY)
+    return schema
+
+
+def _check_protocol(fn, section: dict, where: str, profile: dict, catalogue: Catalogue, host) -> None:
+    schema = _protocol_schema(fn)
     if schema is None:
         return
     if where == "protocols.linear":  # one recipe per variant a method names

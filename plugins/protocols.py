@@ -149,8 +149,30 @@ def finetune(encoder: nn.Module, data: EvalData, settings: dict, subset: torch.T
     """The whole network (encoder in train mode) and a linear classifier, trained on the labels."""
     device = data.train.x.device
     model = Classifier(copy.deepcopy(encoder), data.num_class).to(device)
-    return _train_classifier(model, model.parameters(), data.train, data, settings, encoder_train_mode=True,
-                             subset=subset)
+    return _train_classifier(model, layer_groups(model, settings), data.train, data, settings,
+                             encoder_train_mode=True, subset=subset)
+
+
+def layer_groups(model: Classifier, settings: dict):
+    """The parameters to finetune, with layer-wise learning-rate decay (BEiT; MAE's and MAMP's finetuning)
+    when `layer_decay` < 1: the encoder's layer i of L (its `layers()`, input first) trains at
+    lr * layer_decay ** (L - 1 - i), its last layer and the classifier at lr. 1 (the default, the ST-GCN
+    methods' published finetuning): one learning rate for all."""
+    decay = settings.get("layer_decay", 1.0)
+    if decay == 1:
+        return model.parameters()
+    encoder = model.encoder
+    if "layers" not in getattr(encoder, "capabilities", ()):
+        raise OccbenchError(f"layer_decay={decay}: the encoder ({type(encoder).__name__}) has no layers() to decay; "
+                            "set layer_decay to 1 for this method")
+    layers = encoder.layers()
+    listed = [id(p) for layer in layers for p in layer]
+    if sorted(listed) != sorted(id(p) for p in encoder.parameters()):
+        raise OccbenchError(f"layer_decay: {type(encoder).__name__}.layers() does not list each of its parameters "
+                            "exactly once; fix its layers() or set layer_decay to 1")
+    lr = settings["optimizer"]["lr"]
+    groups = [{"params": layer, "lr": lr * decay ** (len(layers) - 1 - i)} for i, layer in enumerate(layers)]
+    return [*groups, {"params": list(model.head.parameters()), "lr": lr}]
 
 
 def per_class_subset(label: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -190,8 +212,8 @@ TRAINING = {"epochs": integer(1), "batch_size": integer(1), "optimizer": OPTIMIZ
             "eval_every": integer(1)}
 FROZEN = {"batch_norm": one_of(*CHOICES["batch_norm"])}
 linear.schema = {**TRAINING, **FROZEN, "variant": text(), "features": one_of(*CHOICES["features"])}
-finetune.schema = TRAINING
-semi.schema = {**TRAINING, "label_fraction": number(0, 1, above=True)}
+finetune.schema = {**TRAINING, "layer_decay": number(0, 1, above=True)}
+semi.schema = {**finetune.schema, "label_fraction": number(0, 1, above=True)}
 knn.schema = {**FROZEN, "k": integer(1), "temperature": number(0, above=True)}
 
 

@@ -31,11 +31,23 @@ MAE_PAPER = {
     "pretrain": {"epochs": 400, "optimizer": {"type": "AdamW", "lr": 1e-3, "betas": [0.9, 0.95], "weight_decay": 0.05},
                  "schedule": {"type": "cosine", "warmup_epochs": 20}},
 }
-# quick: a transformer small enough for the quick grid on 2 CPU cores (occbench's choice)
+# MAMP's published finetuning (new-methods.md §2.6), used for the semi-supervised protocols too (MAMP's
+# semi configs are its finetune config on a subset): AdamW lr 3e-4, weight decay 0.05, layer-wise lr decay
+# 0.8, 5 warm-up epochs then cosine, 100 epochs, batch 48 (24 on each of 2 GPUs). Not implemented: its
+# 2048-wide MLP head (occbench: one linear layer, as for every method), drop-path 0.3, label smoothing
+# 0.1, the cosine's floor of 1e-5.
+MAE_FINETUNE = {"epochs": 100, "batch_size": 48, "layer_decay": 0.8,
+                "optimizer": {"type": "AdamW", "lr": 3e-4, "weight_decay": 0.05},
+                "schedule": {"type": "cosine", "warmup_epochs": 5}}
+MAE_PAPER["protocols"] = dict.fromkeys(("finetune", "semi1", "semi10"), MAE_FINETUNE)
+# quick: a transformer small enough for the quick grid on 2 CPU cores, and the quick profile's finetuning
+# budget (occbench's choices)
 MAE_QUICK = {
     "decoder_width": 64, "decoder_depth": 1, "decoder_heads": 4,
     "encoder": {"width": 64, "depth": 2, "heads": 4},
     "pretrain": {"epochs": 10, "schedule": {"type": "cosine", "warmup_epochs": 1}},
+    "protocols": dict.fromkeys(("finetune", "semi1", "semi10"),
+                               {"epochs": 6, "batch_size": 32, "eval_every": 2, "schedule": {"warmup_epochs": 1}}),
 }
 
 

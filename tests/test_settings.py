@@ -43,6 +43,12 @@ BAD = [
     ("protocols.linear.torchlite.epochs=3", "protocols.linear.torchlite: unknown setting; did you mean "
                                             "protocols.linear.torchlight?"),
     ("protocols.semi10.label_fractoin=0.2", "did you mean protocols.semi10.label_fraction?"),
+    ("methods.mamp.protocols.finetune.layer_decai=0.5", "methods.mamp.protocols.finetune.layer_decai: unknown setting; "
+                                                        "did you mean methods.mamp.protocols.finetune.layer_decay?"),
+    ("methods.mamp.protocols.finetun.epochs=3", "methods.mamp.protocols.finetun: unknown protocol; did you mean "
+                                                "methods.mamp.protocols.finetune?"),
+    ("methods.mamp.protocols.finetune.layer_decay=0", "methods.mamp.protocols.finetune.layer_decay=0: out of range"),
+    ("methods.mamp.protocols=3", "methods.mamp.protocols=3: expected a mapping"),
     ("imputers.knn.k=3", "imputers.knn: unknown setting 'k'"),
     ("imputers.knnn.n_neighbors=3", "imputers.knnn: unknown imputer; did you mean imputers.knn?"),
     ("pretrain.optimizer.betas=[0.9]", "pretrain.optimizer.betas: unknown setting"),  # SGD has no betas
@@ -131,6 +137,27 @@ def test_encoder_settings_that_do_not_fit_together_are_found_when_the_grid_is_pl
     with pytest.raises(OccbenchError, match="^methods.skeletonmae.encoder: encoder frames=20 is not a multiple of "
                                             "segment=3"):
         build_stages(grid, catalogue, host, {})
+
+
+def test_a_method_brings_its_own_protocol_settings_over_the_profiles():
+    catalogue, host = load_catalogue(), load_plugins()
+
+    def finetune(*overrides, profile="paper"):
+        grid = resolve_grid(catalogue, host, methods=["skeletonclr", "mamp", "skeletonmae"], protocols=["finetune"],
+                            profile=profile, overrides=list(overrides))
+        return {stage.label.split()[2]: stage.settings["settings"]
+                for stage in build_stages(grid, catalogue, host, {}) if stage.kind == "evaluate"}
+
+    paper, quick = finetune(), finetune(profile="quick")
+    assert paper["mamp"]["layer_decay"] == 0.8 and paper["mamp"]["optimizer"]["type"] == "AdamW"
+    assert quick["mamp"]["epochs"] == 6 and quick["mamp"]["optimizer"]["lr"] == 3e-4  # MAMP's lr, quick's budget
+    assert "layer_decay" not in paper["skeletonclr"] and paper["skeletonclr"]["optimizer"]["type"] == "Adam"
+    own = finetune("methods.skeletonmae.protocols.finetune.epochs=7")
+    assert own["skeletonmae"]["epochs"] == 7 and own["mamp"]["epochs"] == 100
+    with pytest.raises(OccbenchError, match=r"^protocols.finetune.layer_decay=0.7 for method skeletonclr: its encoder "
+                                            r"STGCN has no layers\(\) to decay; set methods.skeletonclr.protocols"):
+        finetune("protocols.finetune.layer_decay=0.7")
+    assert finetune("protocols.finetune.layer_decay=0.7", "methods.skeletonclr.protocols.finetune.layer_decay=1")
 
 
 def test_both_profiles_are_valid_as_shipped(planner):

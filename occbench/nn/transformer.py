@@ -50,7 +50,7 @@ class Block(nn.Module):
 class SkeletonTransformer(nn.Module):
     """(N, 3, T, 25, M) skeletons and their mask -> (N, width) features; see the module docstring."""
 
-    capabilities = frozenset()  # occbench/encoders.py: no feature map, no joint removal
+    capabilities = frozenset({"layers"})  # occbench/encoders.py: no feature map, no joint removal
     schema = {"frames": integer(1), "segment": integer(1), "width": integer(1), "depth": integer(1),
               "heads": integer(1), "mlp_ratio": number(0, above=True)}
 
@@ -104,6 +104,11 @@ class SkeletonTransformer(nn.Module):
 
     def embed_tokens(self, patches: Tensor) -> Tensor:
         return self.embed(patches) + self.positions()
+
+    def layers(self) -> list[list[nn.Parameter]]:
+        """Embeddings, each block, the final norm: the depth order of layer-wise lr decay (BEiT, MAE)."""
+        embeddings = [*self.embed.parameters(), self.temporal_position, self.spatial_position]
+        return [embeddings, *(list(block.parameters()) for block in self.blocks), list(self.norm.parameters())]
 
     # ------------------------------------------------------------------------------------ encoding
     def encode(self, tokens: Tensor, valid: Tensor | None = None) -> Tensor:

@@ -65,3 +65,19 @@ def test_shapes_it_cannot_take_are_one_line_errors():
         SkeletonTransformer(frames=9, segment=2)
     with pytest.raises(OccbenchError, match="expected \\(N, 3, 8, 25, M\\) skeletons"):
         small()(skeletons(t=10))
+
+
+def test_its_layers_run_from_the_embeddings_to_the_norm_and_cover_every_parameter_once():
+    from torch import nn
+
+    from occbench.encoders import FeatureEncoder
+
+    model = small()
+    layers = model.layers()
+    assert len(layers) == len(model.blocks) + 2
+    assert any(p is model.temporal_position for p in layers[0])
+    assert [id(p) for p in layers[-1]] == [id(p) for p in model.norm.parameters()]
+    assert sorted(id(p) for layer in layers for p in layer) == sorted(id(p) for p in model.parameters())
+    two = FeatureEncoder(nn.ModuleDict({"joint": small(), "motion": small()}))
+    assert "layers" in two.capabilities and len(two.layers()) == len(layers)
+    assert sum(len(layer) for layer in two.layers()) == 2 * sum(len(layer) for layer in layers)

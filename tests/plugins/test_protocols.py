@@ -5,8 +5,19 @@ from torch import nn
 
 from occbench.data.batches import DeviceData, EvalData
 from occbench.data.dataset import Part
+from occbench.engine import build_optimizer, build_schedulers
 from occbench.errors import OccbenchError
-from occbench_plugins.protocols import finetune, frozen, knn, linear, per_class_subset, semi, topk_accuracy
+from occbench_plugins.protocols import (
+    Classifier,
+    finetune,
+    frozen,
+    knn,
+    layer_groups,
+    linear,
+    per_class_subset,
+    semi,
+    topk_accuracy,
+)
 
 SETTINGS = {"epochs": 12, "batch_size": 16, "optimizer": {"type": "Adam", "lr": 0.02}, "schedule": {"type": "cosine"},
             "eval_every": 3}
@@ -107,6 +118,45 @@ def test_finetune_trains_a_copy_of_the_encoder(data):
     before = encoder.fc.weight.clone()
     metrics = finetune(encoder, data, SETTINGS)
     assert torch.equal(encoder.fc.weight, before) and metrics["top1"] > 80
+
+
+class Layered(TinyEncoder):
+    """TinyEncoder with the contract's `layers` capability: its BatchNorm, then its linear layer."""
+
+    capabilities = frozenset({"layers"})
+
+    def layers(self):
+        return [list(self.bn.parameters()), list(self.fc.parameters())]
+
+
+def test_layer_decay_scales_each_layers_learning_rate_by_its_depth_through_the_schedule():
+    model = Classifier(Layered(), 4)
+    settings = {**SETTINGS, "optimizer": {"type": "AdamW", "lr": 0.1}, "layer_decay": 0.5}
+    groups = layer_groups(model, settings)
+    assert [group["lr"] for group in groups] == [0.05, 0.1, 0.1]  # bn (one below the top), fc, the head
+    assert [p for group in groups for p in group["params"]] == list(model.parameters())
+    wrapper = build_optimizer(groups, settings["optimizer"])
+    schedulers = build_schedulers(wrapper, {"type": "cosine", "warmup_epochs": 2}, 10)
+    for _ in range(6):  # warm-up and cosine keep the ratio of the groups' learning rates
+        lrs = [group["lr"] for group in wrapper.optimizer.param_groups]
+        assert lrs[0] == pytest.approx(0.5 * lrs[1]) and lrs[1] == pytest.approx(lrs[2])
+        wrapper.optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check quiet
+        for scheduler in schedulers:
+            scheduler.step()
+    assert list(layer_groups(model, SETTINGS)) == list(model.parameters())  # no layer_decay: one lr
+
+
+def test_finetune_with_layer_decay_learns_and_needs_layers(data):
+    assert finetune(Layered(), data, {**SETTINGS, "layer_decay": 0.5})["top1"] > 80
+    with pytest.raises(OccbenchError, match=r"layer_decay=0.5: the encoder \(TinyEncoder\) has no layers\(\)"):
+        finetune(TinyEncoder(), data, {**SETTINGS, "layer_decay": 0.5})
+
+    class Forgetful(Layered):
+        def layers(self):
+            return [list(self.fc.parameters())]
+
+    with pytest.raises(OccbenchError, match=r"Forgetful.layers\(\) does not list each of its parameters exactly once"):
+        finetune(Forgetful(), data, {**SETTINGS, "layer_decay": 0.5})
 
 
 def test_semi_uses_a_per_class_sample(data):
