@@ -159,7 +159,7 @@ def run_stage(stage: Stage, context: Context) -> dict:
             if not is_done(stage, context):  # nobody finished it while we waited
                 return _compute(stage, context)
     result = output(stage, context)
-    _copy_records(result, context.results)
+    _copy_records(result, context.results, stage.cell.profile if stage.cell else None)
     return result
 
 
@@ -207,19 +207,34 @@ def _compute(stage: Stage, context: Context) -> dict:
     return result
 
 
-def _copy_records(result: dict, results: Path) -> None:
+def _copy_records(result: dict, results: Path, profile: str | None = None) -> None:
     """A cached stage's records into this run's results folder: the stage keeps its own copy, so they
     reach any folder, wherever (and from whichever working directory) the stage was first computed.
     A record that differs from the stage's copy (damaged, edited, or made by other stages: other
-    settings under the same profile name) is replaced: a results folder holds the grid as it was last run."""
+    settings under the same profile name) is replaced: a results folder holds the grid as it was last run.
+
+    `profile`: the name this run gives the stage's cells. The same stage (same key, same settings) may
+    have been computed under another name, `quick (pretrain.epochs=6)` before the quick profile itself
+    became 6 epochs; its records take this run's name, or a table would split one cell in two."""
     records = result.get("records", {})
     if not isinstance(records, dict):  # stages finished before the copy was kept: paths to the records
         found = [Path(p) for p in filter(None, [result.get("record"), *records])]
         records = {p.name: json.loads(p.read_text()) for p in found if p.is_file()}
     for record in records.values():
+        if profile is not None and record["cell"].get("profile") != profile:
+            record = _named(record, profile)
         name = store.record_name(record)
         if _stored(Path(results) / name) != store.as_stored(record):  # missing, damaged, or another stage's
             store.write_record(record, results, name=name)
+
+
+def _named(record: dict, profile: str) -> dict:
+    """`record` with its cell (and the cell in its configuration) under the profile name `profile`."""
+    record = {**record, "cell": {**record["cell"], "profile": profile}}
+    config = record.get("config")
+    if isinstance(config, dict) and isinstance(config.get("cell"), dict):
+        record["config"] = {**config, "cell": {**config["cell"], "profile": profile}}
+    return record
 
 
 def _stored(path: Path) -> dict | None:

@@ -15,7 +15,9 @@ def installed() -> dict:
 
 def test_the_shipped_registry_is_valid():
     catalogue = load_catalogue()
-    assert set(catalogue.methods) == {"skeletonclr", "crossclr", "aimclr", "pstl", "opstl"}
+    assert set(catalogue.methods) == {"skeletonclr", "crossclr", "aimclr", "pstl", "opstl", "cfsem", "skeletonmae",
+                                      "mamp"}
+    assert catalogue.suite("quick")["methods"] == list(catalogue.methods)  # the quick grid runs every one
     assert catalogue.datasets["ntu120"]["split_sizes"]["xset"] == [54468, 59477]
     paper, quick = catalogue.profile("paper", installed()), catalogue.profile("quick", installed())
     assert "methods" not in catalogue.profile("paper")  # each method's settings ship with it

@@ -115,15 +115,14 @@ def test_every_builtin_method_runs_through_the_runner(tiny_grid, capsys):
     args[args.index("--seeds") + 1] = "0"
     args[methods + 1] += ",skeletonmae,mamp,cfsem"
     assert main([*args, "pretrain.epochs=1", "methods.pstl.pretrain.epochs=1",
-                 "methods.opstl.pretrain.epochs=1", "methods.pstl.mask_frame=2", "methods.opstl.mask_frame=2",
-                 "methods.skeletonmae.pretrain.epochs=1", "methods.mamp.pretrain.epochs=1",
-                 "methods.cfsem.pretrain.epochs=1"]) == 0
+                 "methods.opstl.pretrain.epochs=1", "methods.skeletonmae.pretrain.epochs=1",
+                 "methods.mamp.pretrain.epochs=1", "methods.cfsem.pretrain.epochs=1"]) == 0
     records = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
     assert {r["cell"]["method"] for r in records} == {"skeletonclr", "crossclr", "aimclr", "pstl", "opstl",
                                                       "skeletonmae", "mamp", "cfsem"}
     mae = next(r for r in records if r["cell"]["method"] == "skeletonmae")["config"]["pretrain"]["method_settings"]
     # its own encoder, sized by the profile's frames; none of the ST-GCN's settings
-    assert mae["encoder"] == {"segment": 2, "width": 64, "depth": 2, "heads": 4, "mlp_ratio": 4.0, "frames": 20}
+    assert mae["encoder"] == {"segment": 2, "width": 64, "depth": 2, "heads": 4, "mlp_ratio": 4.0, "frames": 12}
     streams = {r["cell"]["method"]: r["cell"]["stream"] for r in records}
     assert streams["crossclr"] == "J+M" and streams["pstl"] == "J"
     assert next(r for r in records if r["cell"]["method"] == "pstl")["config"]["pretrain"]["pretrain"]["optimizer"][
@@ -225,6 +224,30 @@ def test_cells_that_cfg_options_change_name_them_and_stay_apart_in_tables(tiny_g
     assert profiles == {"skeletonclr": "quick (pretrain.optimizer.lr=0.2)", "pstl": "quick"}
     grid.overrides = ["pretrain.optimizer.lr=0.1"]  # the quick profile's own value: nothing changes
     assert {s.cell.profile for s in build_stages(grid, catalogue, host, {}) if s.cell} == {"quick"}
+
+
+def test_a_cached_stage_computed_under_overrides_takes_the_profile_name_that_now_means_the_same(tiny_grid):
+    """A profile that adopts the overrides of an earlier run reuses its stages; their records carry the
+    profile's own name, so that old and new cells are one row of one table."""
+    import yaml
+
+    tmp_path, _, args = tiny_grid
+    assert main(args) == 0
+    registry = Path(args[args.index("--registry") + 1])
+    raw = yaml.safe_load(registry.read_text())
+    quick = raw["profiles"]["quick"]
+    quick["pretrain"]["epochs"] = 2
+    quick["data"]["batch_size"] = 16
+    quick["protocols"]["linear"]["torchlight"] |= {"epochs": 4, "batch_size": 16, "eval_every": 2}
+    registry.write_text(yaml.safe_dump(raw))
+    started = len(events(tmp_path, "started"))
+    plain = args[:args.index("--cfg-options")]
+    plain[plain.index("--results") + 1] = str(tmp_path / "adopted")
+    assert main(plain) == 0 and len(events(tmp_path, "started")) == started  # the same stages, cached
+    records = [json.loads(p.read_text()) for p in (tmp_path / "adopted").glob("*.json")]
+    assert len(records) == 2 and {r["cell"]["profile"] for r in records} == {"quick"}
+    assert {r["config"]["cell"]["profile"] for r in records} == {"quick"}
+    assert all("-quick-seed" in p.name for p in (tmp_path / "adopted").glob("*.json"))
 
 
 def test_a_moved_work_folder_is_still_a_cache(tiny_grid, capsys):

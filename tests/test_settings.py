@@ -133,9 +133,9 @@ def test_a_plugins_own_profile_settings_are_checked_when_the_grid_is_planned():
 
 def test_encoder_settings_that_do_not_fit_together_are_found_when_the_grid_is_planned():
     catalogue, host = load_catalogue(), load_plugins()
-    grid = resolve_grid(catalogue, host, methods=["skeletonmae"], overrides=["methods.skeletonmae.encoder.segment=3"])
-    with pytest.raises(OccbenchError, match="^methods.skeletonmae.encoder: encoder frames=20 is not a multiple of "
-                                            "segment=3"):
+    grid = resolve_grid(catalogue, host, methods=["skeletonmae"], overrides=["methods.skeletonmae.encoder.segment=5"])
+    with pytest.raises(OccbenchError, match="^methods.skeletonmae.encoder: encoder frames=12 is not a multiple of "
+                                            "segment=5"):
         build_stages(grid, catalogue, host, {})
 
 
