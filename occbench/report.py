@@ -43,7 +43,7 @@ KEY = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol
 FILTERS = ("dataset", "split", "protocol", "imputer", "occlusion", "method", "profile")
 FORMATS = ("markdown", "latex", "csv", "json")
 ORDER = {
-    "method": ("skeletonclr", "crossclr", "aimclr", "pstl", "opstl"),
+    "method": ("skeletonclr", "crossclr", "aimclr", "pstl", "opstl", "cfsem", "skeletonmae", "mamp"),
     "imputer": ("none", "random", "knn"),
     "dataset": ("ntu60", "ntu120", "synthetic"),
     "split": ("xsub", "xview", "xset"),
@@ -52,7 +52,7 @@ ORDER = {
 }
 LABELS = {
     "method": {"skeletonclr": "SkeletonCLR", "crossclr": "CrosSCLR", "aimclr": "AimCLR", "pstl": "PSTL",
-               "opstl": "OPSTL"},
+               "opstl": "OPSTL", "cfsem": "CFSEM", "skeletonmae": "SkeletonMAE", "mamp": "MAMP"},
     "dataset": {"ntu60": "NTU-60", "ntu120": "NTU-120"},
     "protocol": {"linear": "linear", "finetune": "finetune", "semi1": "semi 1%", "semi10": "semi 10%"},
 }
