@@ -7,11 +7,11 @@ Run: ``python -m pytest benchmarks/test_mae_cost.py -s`` (not part of the normal
   (forward, backward, AdamW step) at mask ratio 0.9 and at mask ratio 0 on the same batch, alternated
   ``PAIRS`` times; the median of the per-pair ratios must be at most 1/3 (issue 15's goal: the encoder
   sees only the kept tokens). ``OCCBENCH_BENCH_MAE_BATCH`` (default 8) is the batch.
-* ``test_paper_profile_step``: samples/s and peak resident memory of one paper-profile pretraining
-  step and one finetune step (the transformer and a linear head, all tokens) at
-  ``OCCBENCH_BENCH_BATCH`` (default 128), so that a GPU user knows the paper profile fits; reported,
-  no goal. Peak memory is the process's maximum resident set size after the step
-  (``ru_maxrss``), which only grows: the rows run in the order written.
+* ``test_paper_profile_step``: for each of SkeletonMAE, MAMP and CFSEM, samples/s and peak resident
+  memory of one paper-profile pretraining step and one finetune step (the feature encoder and a
+  linear head, all tokens) at ``OCCBENCH_BENCH_BATCH`` (default 128), so that a GPU user knows the
+  paper profile fits; reported, no goal. Each method runs in a fresh process, whose maximum resident
+  set size (``ru_maxrss``) after each step is its peak.
 """
 
 from __future__ import annotations
@@ -74,19 +74,36 @@ def test_masking_cuts_the_cost():
     assert ratio <= 1 / 3
 
 
-def test_paper_profile_step():
-    model, optimizer = paper_method("skeletonmae")
-    data = batch(BATCH)
+def measure(name: str, size: int, threads: int) -> dict:
+    """One paper-profile pretraining step, then one finetune step (the feature encoder and a linear head,
+    every token) of method `name` at batch `size`: samples/s and the process's peak resident memory
+    after each. Run in a fresh process per method, since a peak only grows."""
+    torch.set_num_threads(threads)
+    model, optimizer = paper_method(name)
+    data = batch(size)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     seconds = timed_step(model, optimizer, data)
     pretrain_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     encoder = model.feature_encoder().train()
+    del model, optimizer
     head = torch.nn.Linear(encoder.feature_dim, 60)
     tune = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=3e-4)
     start = time.perf_counter()
     torch.nn.functional.cross_entropy(head(encoder(data.x, mask=data.mask)), data.label).backward()
     tune.step()
     finetune_seconds = time.perf_counter() - start
-    finetune_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nSkeletonMAE paper profile, batch {BATCH}, {torch.get_num_threads()} threads: pretraining step "
-          f"{BATCH / seconds:.1f} samples/s (peak RSS {pretrain_peak:.0f} MiB); finetune step "
-          f"{BATCH / finetune_seconds:.1f} samples/s (peak RSS {finetune_peak:.0f} MiB)")
+    return {"pretrain": size / seconds, "finetune": size / finetune_seconds, "before_mib": before,
+            "pretrain_peak_mib": pretrain_peak,
+            "finetune_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+@pytest.mark.parametrize("name", ["skeletonmae", "mamp", "cfsem"])
+def test_paper_profile_step(name):
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        row = pool.apply(measure, (name, BATCH, torch.get_num_threads()))
+    print(f"\n{name} paper profile, batch {BATCH}, {torch.get_num_threads()} threads: pretraining step "
+          f"{row['pretrain']:.1f} samples/s (peak RSS {row['pretrain_peak_mib']:.0f} MiB); finetune step "
+          f"{row['finetune']:.1f} samples/s (peak RSS {row['finetune_peak_mib']:.0f} MiB; "
+          f"{row['before_mib']:.0f} MiB before the steps)")
