@@ -15,14 +15,14 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from occbench import distributed, encoders, paths, store
 from occbench.data.dataset import SkeletonDataset
-from occbench.errors import OccbenchError, write_error
+from occbench.errors import OccbenchError, brief, write_error
 from occbench.plan import Stage
 from occbench.plugins import load_plugins
 
@@ -37,6 +37,7 @@ class Context:
     progress: bool = True
     disabled: tuple[str, ...] = ()  # blocked plugins
     host: object = None  # the PluginHost, loaded from `disabled` when not given
+    load_error: str | None = field(default=None, repr=False)  # why a worker could not load the plugins
 
     def __post_init__(self):
         if self.host is None:
@@ -47,7 +48,10 @@ class Context:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.__post_init__()
+        try:
+            self.__post_init__()
+        except Exception as err:  # noqa: BLE001 (raised by run_stage, as the stage's failure, not as a dead worker)
+            self.load_error = f"a worker process could not load the plugins: {brief(err)}"
 
 
 # The outputs of a stage that are files: kept in done.json relative to the stage folder, so a work
@@ -154,6 +158,8 @@ def _finish(stage: Stage, context: Context, result: dict) -> dict:
 
 
 def run_stage(stage: Stage, context: Context) -> dict:
+    if context.load_error is not None:
+        raise OccbenchError(context.load_error)
     if not is_done(stage, context):
         with _exclusive(stage, context):
             if not is_done(stage, context):  # nobody finished it while we waited

@@ -223,6 +223,18 @@ def test_a_worker_that_dies_is_a_one_line_error_and_the_rerun_continues(tiny_gri
     assert len(records(tmp_path)) == 2
 
 
+def test_a_plugin_that_fails_to_load_in_a_worker_is_named_not_a_dead_worker(tiny_grid, capsys, monkeypatch):
+    import os
+
+    tmp_path, _, args = tiny_grid
+    monkeypatch.setenv("TINY_PARENT", str(os.getpid()))  # loads here, fails in every spawned worker
+    assert main([*args, "--slots", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a worker process could not load the plugins" in err and "tiny_dependency" in err
+    assert "worker process died" not in err and "Traceback" not in err
+    assert not records(tmp_path)
+
+
 def test_slurm_without_slurm_is_a_one_line_error(tiny_grid, capsys, monkeypatch, tmp_path):
     _, _, args = tiny_grid
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no sbatch anywhere

@@ -10,6 +10,9 @@ from occbench.paths import CATALOGUE
 TINY = """
     import os
 
+    if os.environ.get("TINY_PARENT") and os.environ["TINY_PARENT"] != str(os.getpid()):
+        raise ImportError("no module named tiny_dependency")  # as a plugin that fails in a worker only
+
     from torch import nn
 
     from occbench.augment import normal_view
