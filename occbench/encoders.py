@@ -89,17 +89,14 @@ class FeatureEncoder(nn.Module):
         self.encoders = encoders
         self.spec = spec  # how to build it again (`save`, `load`); None: not rebuildable
         self.feature_dim = sum(encoder.feature_dim for encoder in encoders.values())
-        offered = [set(getattr(encoder, "capabilities", ())) for encoder in encoders.values()]
-        self.capabilities = frozenset(set.intersection(*offered) & {"layers"}) if offered else frozenset()
+        # every stream's encoder is one class with one set of settings: what one offers, all do
+        offered = getattr(next(iter(encoders.values())), "capabilities", ())
+        self.capabilities = frozenset(offered) & {"layers"}  # the one FeatureEncoder passes on
 
     def layers(self) -> list[list[nn.Parameter]]:
         """The streams' layers side by side: layer i of every stream in group i."""
         per_stream = [encoder.layers() for encoder in self.encoders.values()]
-        depth = len(per_stream[0])
-        if any(len(layers) != depth for layers in per_stream):
-            raise OccbenchError("the streams' encoders have different numbers of layers: layer_decay needs "
-                                "one depth; set it to 1")
-        return [[p for layers in per_stream for p in layers[i]] for i in range(depth)]
+        return [[p for layer in group for p in layer] for group in zip(*per_stream, strict=True)]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         features = []
