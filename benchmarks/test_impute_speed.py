@@ -105,7 +105,7 @@ NTU_SCRIPT = textwrap.dedent('''
     from pathlib import Path
     import numpy as np
     from occbench.data.dataset import DatasetWriter
-    from occbench.impute import impute_split
+    from occbench_plugins.imputers import KnnImputer
 
     root, fraction, clusters, threads = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     if threads:
@@ -153,7 +153,7 @@ NTU_SCRIPT = textwrap.dedent('''
     threading.Thread(target=watch, daemon=True).start()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.time()
-    out = impute_split(source, None, "xsub", root / "imputed", "knn", {"clusters": clusters}, seed=0, embed=embed,
+    out = KnnImputer()(source, None, "xsub", root / "imputed", {"clusters": clusters}, seed=0, embed=embed,
                        overwrite=True)
     seconds = time.time() - started
     stage = out.meta["stages"][-1]

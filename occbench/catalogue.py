@@ -21,9 +21,6 @@ from occbench.errors import OccbenchError
 ENTRY_FIELDS = {
     "datasets": ({"title", "source", "splits"}, {"citation", "samples", "split_sizes", "synth"}),
     "occlusions": ({"title"}, {"citation"}),
-    "methods": ({"title", "stream", "citation"}, {"plugin", "linear"}),
-    "imputers": ({"title"}, {"citation", "plugin"}),
-    "protocols": ({"title"}, {"citation", "plugin"}),
     "suites": (
         {"title", "profile", "datasets", "occlusion", "methods", "imputers", "protocols", "seeds"},
         set(),
@@ -38,11 +35,16 @@ class Catalogue:
     path: Path
     datasets: dict
     occlusions: dict
-    methods: dict
-    imputers: dict
-    protocols: dict
     profiles: dict
     suites: dict
+
+    def mentioned(self, kind: str) -> list[str]:
+        """The methods, imputers or protocols (`kind`) the file names, in its suites and its profiles, in
+        order of first mention. They need not be installed: a plugin may be disabled, and its settings
+        in a profile are then left alone; what they are is their plugins' to say (title, order, ...)."""
+        found = [name for suite in self.suites.values() if suite[kind] != "all" for name in suite[kind]]
+        found += [name for profile in self.profiles.values() for name in profile.get(kind) or {}]
+        return list(dict.fromkeys(found))
 
     def chain(self, name: str) -> list[str]:
         """The profile's `_base_` chain, base first, the profile last (`quick`: paper, quick)."""
@@ -132,10 +134,9 @@ def _validate_profile(raw: dict, key: str, profile, fail) -> None:
     base = profile.get("_base_")
     if base is not None and base not in raw["profiles"]:
         fail(f"{key}._base_", f"unknown profile {base!r}")
-    for section in ("methods", "protocols", "imputers"):
-        for name in profile.get(section) or {}:
-            if name not in raw[section]:
-                fail(f"{key}.{section}.{name}", f"not in the {section} section")
+    for section in ("methods", "protocols", "imputers"):  # their names are the plugins' (checked when planned)
+        if not isinstance(profile.get(section) or {}, dict):
+            fail(f"{key}.{section}", "expected a mapping of names to settings")
 
 
 def _validate_suite(raw: dict, key: str, suite: dict, fail) -> None:
@@ -147,13 +148,10 @@ def _validate_suite(raw: dict, key: str, suite: dict, fail) -> None:
         dataset, _, split = str(item).partition("/")
         if dataset not in raw["datasets"] or split not in raw["datasets"][dataset]["splits"]:
             fail(f"{key}.datasets", f"{item!r} is not a known dataset/split")
-    for section in ("methods", "imputers", "protocols"):
+    for section in ("methods", "imputers", "protocols"):  # names of plugins: checked against those installed
         names = suite[section]
-        if names == "all":
-            continue
-        for name in names:
-            if name not in raw[section]:
-                fail(f"{key}.{section}", f"unknown {section.removesuffix('s')} {name!r}")
+        if names != "all" and (not isinstance(names, list) or not all(isinstance(name, str) for name in names)):
+            fail(f"{key}.{section}", "expected a list of names, or all")
 
 
 def merge(base: dict, override: dict) -> dict:

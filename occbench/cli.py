@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME", help="block a plugin")
     p.set_defaults(func=_run)
 
-    p = commands.add_parser("impute", help="fill occluded joints (none, random, knn); report the error on them")
+    p = commands.add_parser("impute", help="fill occluded joints (none, random, knn, or a plugin's); report the "
+                            "error on them")
     p.add_argument("--imputer", required=True, help="none, random, knn (or a plugin's)")
     p.add_argument("--data", type=Path, required=True, help="occluded dataset (raw-length or preprocessed)")
     p.add_argument("--out", type=Path, required=True)
@@ -149,8 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clusters", help="knn: a number or num_class (default)")
     p.add_argument("--neighbors", type=int, help="knn: donors per missing joint (default 5)")
     p.add_argument("--variant", choices=["donor", "uniform"], help="random: donor (default) or uniform")
-    p.add_argument("--compare", type=_names, default=["none", "random"],
-                   help="imputers reported beside it (default none,random)")
+    p.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="any of the imputer's settings (a profile's imputers.NAME.KEY), e.g. max_iter=50")
+    p.add_argument("--compare", type=_names,
+                   help="imputers reported beside it, e.g. none,random (default: the one that leaves the zeros, none)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_impute)
 
@@ -400,6 +403,8 @@ def _print_tables(stages, args, grid) -> None:
 
 
 def _impute(args) -> None:
+    import yaml
+
     from occbench.impute import impute_command
 
     settings = {}
@@ -409,8 +414,13 @@ def _impute(args) -> None:
         settings["n_neighbors"] = args.neighbors
     if args.variant:
         settings["variant"] = args.variant
+    for item in args.setting:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise OccbenchError(f"--setting {item!r}: expected KEY=VALUE, e.g. --setting max_iter=50")
+        settings[key] = yaml.safe_load(value)
     result = impute_command(args.imputer, args.data, args.out, split=args.split, frames=args.frames_data,
-                            seed=args.seed, settings=settings, compare=tuple(args.compare),
+                            seed=args.seed, settings=settings, compare=tuple(args.compare) if args.compare else None,
                             overwrite=args.overwrite, progress=True)
     for split, made in result["outputs"].items():
         print(f"{split}: imputed {made['data']}, preprocessed {made['frames']}")

@@ -1,7 +1,44 @@
-"""Imputation of occluded joints: the exact fast KNN core, the random fill, the cluster pipeline, and the
-imputation-quality report.
+"""Imputation of occluded joints: the imputer contract, the exact fast KNN core, and the imputation-quality
+report. The imputers themselves are plugins (the built-in none, random and knn: plugins/imputers.py).
 
-knn_fill (the per-cluster core)
+The imputer contract (`Imputer`, the one thing an imputer plugin subclasses)
+    An imputer fills the occluded joints of one split of an occluded dataset and writes the result as a
+    new dataset. The base class does everything but the filling: it checks and resolves the settings
+    (`defaults` and `schema`, the rules of ``occbench.settings``, exactly as a method's), copies the
+    split's samples (training, then validation) to the output, reuses a complete earlier result of the
+    same imputation, and records the provenance stage. A subclass provides only
+
+        def fill(self, job: ImputeJob) -> dict | None
+
+    which reads blocks of rows through the job (`job.read`: data, what is observed, which cells to
+    fill) and writes its values (`job.write`, or `job.write_cells` for scattered cells); what it returns
+    goes into the provenance stage. Two class attributes and one method say what the grid must do
+    around it: `identity = True` for an imputer that leaves the data as it is (the built-in none: the
+    planner then pretrains on the occluded data itself, and the quality report measures "leaving the
+    zeros" under its name); `stage1_method(settings)` names the method whose stage-1 encoder,
+    pretrained on the occluded data, gives the embeddings the job's `embed` computes (None, the
+    default: no encoder); `name` is the name it is registered under (recorded in the provenance).
+
+    Called as ``imputer(raw, frames, split, out, settings, seed, embed=None, progress=False,
+    overwrite=False)`` by the runner and by `occbench impute`; raw: the occluded raw-length
+    (camera-space) dataset, or None to impute `frames`, the occluded preprocessed one, itself.
+
+What is missing, what is a donor value
+    A sample's features are its flattened coordinates (3 x T x 25 x 2). Occluded joints (joints of a
+    present body, within the true length, that are not visible) are the cells to fill (`Block.target`).
+    Padding frames and absent bodies are *not* missing values: they are not filled, and an imputer
+    should not take them as donor values (they are not `Block.observed`); the published script
+    treated them as present zeros, so that a one-person sample "donated" zeros for the second body and
+    a short sample zeros for the frames after its end. An observed joint is never changed: `job.write`
+    refuses cells that are not occluded.
+
+Output of one split: a new dataset (DatasetWriter layout) with the split's samples, training then
+validation, ``splits.json`` holding that split only, data filled, ``mask`` = visible or imputed, an extra
+array ``imputed`` (N, T, 25, 2) bool marking the filled joints, and a stage {"stage": "impute", "imputer",
+"split", "settings", "seed", "source", the plugin's statistics, "seconds"} appended to meta["stages"].
+Preprocessing to 50 frames is a separate step (``impute_and_preprocess`` runs both).
+
+knn_fill (the per-cluster core of the knn imputer)
     ``knn_fill(x, n_neighbors=5)`` fills the NaN cells of an (n, d) array exactly as scikit-learn's
     ``KNNImputer(n_neighbors, weights="distance", keep_empty_features=True).fit_transform(x)`` does:
     the nan-euclidean distance sqrt(d / present * sum over coordinates present in both of (xi - xj)^2)
@@ -11,7 +48,8 @@ knn_fill (the per-cluster core)
     equally and the others get none; a cell without any donor gets the mean of column j over the rows
     that have it, and a column no row has gets 0. ``knn_fill(x, donors=y)`` is ``fit(y).transform(x)``
     (y's rows donate, x's never do), except that scikit-learn also overwrites x's *present* values in a
-    column y lacks by 0 and this never changes a present value.
+    column y lacks by 0 and this never changes a present value. ``knn_core`` is the same on torch
+    tensors of joint positions (the x, y, z of a joint share one mask).
 
     How it is fast and still exact: the squared distances of a batch of receivers to all donors are
     matrix products over per-column-centred values and presence masks (centring leaves the distance
@@ -22,52 +60,16 @@ knn_fill (the per-cluster core)
     sum, the first k that have it), and only the cells that found fewer than k donors go on to the next,
     doubling window. Nothing is approximated: a cell stops only when it has k donors or no ranked row is
     left. torch, so it runs on the GPU when there is one.
-
-random (the paper's ablation "random imputer", defined here)
-    ``variant="donor"`` (default): each occluded joint takes the x, y, z of one training sample of the
-    same split, drawn uniformly among the training samples in which that joint (same frame, same body
-    slot) is observed: random donors instead of nearest donors. ``variant="uniform"``: each coordinate is
-    drawn uniformly within [min, max] of that coordinate axis of that joint over all observed training
-    values (pooled over frames and bodies). Validation samples are filled from training samples only.
-    Seeded by (seed, split).
-
-knn (the cluster-agnostic KNN imputer, paper §III-D, without the published script's bugs)
-    ``embed(part) -> (len(part), D)`` (the runner's stage-1 encoder, called on ``Part``s of the
-    preprocessed occluded dataset, a chunk of samples at a time; without one, a seeded Gaussian random
-    projection of the mask-aware preprocessed coordinates, ``projection_embed``) embeds the split's
-    samples. KMeans on the training embeddings (k = number of classes unless ``clusters`` is a number;
-    k-means++, one init, ``max_iter`` 100, seeded); validation samples go to the cluster
-    ``kmeans.predict`` gives them. Per cluster, one knn core call fills the training and validation
-    samples from that cluster's training samples (validation samples never donate; every cluster uses
-    its own donors, unlike the published script, which left every test sample with the last cluster's).
-    The x, y, z of a joint share one mask, so they share one donor selection (exactly what per-column
-    KNN gives, since a donor that has the joint has all three). A joint position no training sample of
-    the cluster observes is filled from the nearest clusters (by centroid distance) that observe it, with
-    the same KNN rule. Clusters are read one at a time from the memory maps, so memory holds one cluster
-    (plus one fallback cluster), never the split.
-
-What is missing, what is a donor value (both imputers)
-    A sample's features are its flattened coordinates (3 x T x 25 x 2). Occluded joints (joints of a
-    present body, within the true length, that are not visible) are the cells to fill. Padding frames and
-    absent bodies are *not* missing values: they are not filled, and they are excluded from distances and
-    from donating (treated as missing on the donor side) rather than treated as present zeros as in the
-    published script, where a one-person sample "donates" zeros for the second body and a short sample
-    zeros for the frames after its end. An observed joint is never changed.
-
-Output of one split: a new dataset (DatasetWriter layout) with the split's samples, training then
-validation, ``splits.json`` holding that split only, data filled, ``mask`` = visible or imputed, an extra
-array ``imputed`` (N, T, 25, 2) bool marking the filled joints, and a stage {"stage": "impute", ...} with
-the source path. Preprocessing to 50 frames is a separate step (``impute_and_preprocess`` runs both).
 """
 
 from __future__ import annotations
 
 import math
 import time
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -78,12 +80,8 @@ from occbench import paths
 from occbench.data.dataset import ARRAYS, DatasetWriter, Part, SkeletonDataset
 from occbench.data.ntu import JOINT_NAMES, MAX_BODIES, NUM_JOINTS
 from occbench.errors import OccbenchError
+from occbench.settings import check, typed_like
 
-IMPUTERS = ("none", "random", "knn")
-# clusters: a number, or "num_class" (the dataset's number of classes, the paper's choice); stage1_method:
-# whose stage-1 encoder gives the embeddings (read by the planner: "opstl", shared, or a method name)
-KNN_DEFAULTS = {"n_neighbors": 5, "clusters": "num_class", "max_iter": 100, "stage1_method": "opstl", "device": None}
-RANDOM_DEFAULTS = {"variant": "donor"}
 EMBED_DIM = 256  # the random-projection embedding used when no encoder is given
 _ZERO = 1e-12  # squared distances below this fraction of the squared norms are rounding noise
 _CELL_BUDGET = 1 << 19  # cells x window entries per selection step (bounds the temporaries)
@@ -95,7 +93,8 @@ _CHUNK_BYTES = 1 << 24  # samples read at a time by the passes over a whole spli
 # The KNN core
 
 
-def _device(device) -> torch.device:
+def default_device(device=None) -> torch.device:
+    """`device`, or CUDA when there is one (else the CPU)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -325,7 +324,7 @@ def knn_fill(x, n_neighbors: int = 5, donors=None, device=None):
     if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int | np.integer) or n_neighbors < 1:
         raise OccbenchError(f"n_neighbors {n_neighbors!r}: give a whole number >= 1")
     is_tensor = isinstance(x, torch.Tensor)
-    dev = _device(device)
+    dev = default_device(device)
     xt = _as_2d(x, "x").to(dev)
     dt = xt if donors is None else _as_2d(donors, "donors").to(dev)
     if dt.shape[1] != xt.shape[1]:
@@ -352,8 +351,18 @@ def _as_2d(x, name: str) -> torch.Tensor:
     return t.to(torch.float64)
 
 
+def knn_inputs(block: Block, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`knn_core`'s receivers (or donors) from a block read with data: (values (n, 3, P) float64 with 0
+    where not observed, observed (n, P), target (n, P)) on `device`, P = T x 25 x 2 joint positions."""
+    n = len(block.data)
+    observed = torch.from_numpy(block.observed.reshape(n, -1)).to(device)
+    target = torch.from_numpy(block.target.reshape(n, -1)).to(device)
+    values = torch.from_numpy(block.data.reshape(n, 3, -1)).to(device, torch.float64)
+    return values * observed[:, None], observed, target
+
+
 # ==================================================================================================
-# Reading a split: features, what is observed, what is to be filled
+# The imputer contract
 
 
 def _check_seed(seed) -> int:
@@ -369,56 +378,311 @@ def _split_rows(dataset: SkeletonDataset, split: str) -> tuple[np.ndarray, np.nd
     return np.asarray(parts.get("train", []), np.int64), np.asarray(parts.get("val", []), np.int64)
 
 
-def _visibility(mask: np.ndarray, present: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _visibility(mask: np.ndarray, present: np.ndarray, length: np.ndarray, start: int = 0):
     """(observed, target), both (n, T, 25, 2): visible joints of present bodies within the true length,
-    and occluded ones (the cells to fill). Padding frames and absent bodies are neither."""
-    frames = mask.shape[1]
-    body = np.asarray(present, bool) & (np.arange(frames) < np.asarray(length)[:, None])[:, :, None]
+    and occluded ones (the cells to fill). Padding frames and absent bodies are neither. `start`: the
+    frame the arrays begin at (a window of frames)."""
+    frames = np.arange(start, start + mask.shape[1])
+    body = np.asarray(present, bool) & (frames < np.asarray(length)[:, None])[:, :, None]
     mask = np.asarray(mask, bool)
     return mask & body[:, :, None, :], body[:, :, None, :] & ~mask
 
 
-def _read(dataset: SkeletonDataset, rows: np.ndarray) -> dict:
-    """data, observed and target of `rows` (pool positions), read from the memory maps."""
-    rows = np.asarray(rows, np.int64)
-    observed, target = _visibility(dataset.mask[rows], dataset.present[rows], dataset.length[rows])
-    return {"data": np.asarray(dataset.data[rows], np.float32), "observed": observed, "target": target}
+@dataclass(frozen=True)
+class Block:
+    """Rows of a split as `ImputeJob.read` gives them, in memory.
+
+    rows: which of the job's rows; data (n, 3, T, 25, 2) float32, 0 where not visible (None when read
+    without data); observed (n, T, 25, 2): the visible joints of present bodies within the true length,
+    the only values an imputer may take as donors; target (n, T, 25, 2): the occluded joints, the cells
+    to fill. T: the dataset's frames, or those of the window read.
+    """
+
+    rows: np.ndarray
+    data: np.ndarray | None
+    observed: np.ndarray
+    target: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
-def _features(block: dict, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(values (n, 3, P) float64 with 0 where not observed, observed (n, P), target (n, P)) on dev."""
-    n = len(block["data"])
-    observed = torch.from_numpy(block["observed"].reshape(n, -1)).to(dev)
-    target = torch.from_numpy(block["target"].reshape(n, -1)).to(dev)
-    values = torch.from_numpy(block["data"].reshape(n, 3, -1)).to(dev, torch.float64)
-    return values * observed[:, None], observed, target
+class ImputeJob:
+    """One split to fill: what `Imputer.fill` reads, and where it writes.
+
+    The job's rows are the output's: 0 .. n_train - 1 are the split's training samples, the others its
+    validation samples (which the protocols evaluate on: they must never donate values to any other
+    sample). `rows`, `chunks`, `read`, `write` and `embeddings` take these rows.
+
+    source: the occluded dataset being imputed (raw-length camera space, or preprocessed data imputed as
+    it is); frames: the preprocessed occluded dataset whose samples `embed` takes (`source` itself when
+    that is preprocessed); split; train, val: the pool positions in `source` of the split's training and
+    validation samples, and samples, both in row order (row i is sample samples[i] of source);
+    settings: the imputer's resolved settings; seed; embed: ``embed(part) -> (len(part), D)`` embeddings
+    of an ``occbench.data.dataset.Part`` of `frames` (the stage-1 encoder of `Imputer.stage1_method`),
+    or None; progress: whether to show a progress bar.
+    """
+
+    def __init__(self, imputer: str, source: SkeletonDataset, frames: SkeletonDataset, split: str, settings: dict,
+                 seed: int, embed: Callable | None, progress: bool, writer: DatasetWriter):
+        self.imputer = imputer
+        self.source, self.frames, self.split = source, frames, split
+        self.train, self.val = _split_rows(source, split)
+        self.samples = np.concatenate([self.train, self.val])
+        self.settings, self.seed, self.embed, self.progress = settings, seed, embed, progress
+        self._writer = writer
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train)
+
+    def rows(self, part: str = "all") -> np.ndarray:
+        """The rows of "train", "val" or "all"."""
+        bounds = {"train": (0, self.n_train), "val": (self.n_train, len(self)), "all": (0, len(self))}
+        if part not in bounds:
+            raise OccbenchError(f"part {part!r}: use train, val or all")
+        return np.arange(*bounds[part])
+
+    def chunks(self, part: str = "all", masks_only: bool = False) -> Iterator[np.ndarray]:
+        """The rows of `part` in consecutive chunks of about 16 MB of data, so that a pass over the split
+        never holds it whole (masks_only: four times as many rows, for reads without data)."""
+        rows = self.rows(part)
+        step = _chunk_rows(self.source) * (4 if masks_only else 1)
+        for start in range(0, len(rows), step):
+            yield rows[start : start + step]
+
+    def frame_windows(self) -> Iterator[slice]:
+        """Consecutive windows of frames, each as long as the masks of every row over it keep to about
+        8 MB: for passes over all rows at once, window by window (`read(rows, window, data=False)`)."""
+        frames = self.source.frames
+        step = max(1, (_CHUNK_BYTES // 2) // max(1, len(self) * NUM_JOINTS * MAX_BODIES))
+        for start in range(0, frames, step):
+            yield slice(start, min(frames, start + step))
+
+    def read(self, rows, window: slice | None = None, data: bool = True) -> Block:
+        """The `rows` (an array of the job's rows) of the occluded source: all frames, or a `window` of
+        them; without `data`, the masks only."""
+        rows = np.asarray(rows, np.int64)
+        samples = self.samples[rows]
+        start, stop, _ = (window or slice(None)).indices(self.source.frames)
+        frames = slice(start, stop)
+        mask, present = self.source.mask[samples, frames], self.source.present[samples, frames]
+        observed, target = _visibility(mask, present, self.source.length[samples], start)
+        values = np.asarray(self.source.data[samples, :, frames], np.float32) if data else None
+        return Block(rows, values, observed, target)
+
+    def write(self, rows, data: np.ndarray, filled: np.ndarray) -> None:
+        """Fill the `filled` cells (n, T, 25, 2) of the distinct `rows` with `data`'s values there (n, 3,
+        T, 25, 2); they become visible in `mask` and marked in `imputed`. Every other cell keeps its
+        value. Only occluded joints may be filled (a block's target)."""
+        rows, filled = np.asarray(rows, np.int64), np.asarray(filled, bool)
+        shape = (len(rows), self.source.frames, NUM_JOINTS, MAX_BODIES)
+        if filled.shape != shape or np.shape(data) != (shape[0], 3, *shape[1:]):
+            raise OccbenchError(f"imputer {self.imputer}: write got data {np.shape(data)} and filled {filled.shape} "
+                                f"for {len(rows)} rows; expected {(shape[0], 3, *shape[1:])} and {shape}")
+        samples = self.samples[rows]
+        _, target = _visibility(self.source.mask[samples], self.source.present[samples], self.source.length[samples])
+        self._check(filled & ~target, np.moveaxis(np.asarray(data), 1, -1)[filled])
+        if not (np.diff(rows) > 0).all():  # memory maps write fastest in order (a copy only when needed)
+            order = np.argsort(rows)
+            rows, data, filled = rows[order], np.asarray(data)[order], filled[order]
+        writer = self._writer
+        values = np.asarray(writer["data"][rows])
+        np.copyto(values, data, where=filled[:, None])
+        writer["data"][rows] = values
+        writer["imputed"][rows] = np.asarray(writer["imputed"][rows]) | filled
+        writer["mask"][rows] = np.asarray(writer["mask"][rows]) | filled
+
+    def write_cells(self, rows, frames, joints, bodies, values: np.ndarray) -> None:
+        """Fill single cells: cell i is joint joints[i] of body bodies[i] at frame frames[i] of row
+        rows[i], values[i] its x, y, z ((k, 3)). For fills that touch few cells of many rows (`write`
+        reads and writes whole rows)."""
+        rows, frames, joints, bodies = (np.asarray(a, np.int64) for a in (rows, frames, joints, bodies))
+        values = np.asarray(values, np.float32)
+        if not len(rows) == len(frames) == len(joints) == len(bodies) == len(values) or values.shape[1:] != (3,):
+            raise OccbenchError(f"imputer {self.imputer}: write_cells got {len(rows)} rows, {len(frames)} frames, "
+                                f"{len(joints)} joints, {len(bodies)} bodies and values {values.shape}; expected "
+                                f"as many of each and values (k, 3)")
+        samples = self.samples[rows]
+        source = self.source
+        occluded = (~source.mask[samples, frames, joints, bodies] & source.present[samples, frames, bodies]
+                    & (frames < source.length[samples]))
+        self._check(~occluded, values)
+        order = np.argsort(rows, kind="stable")
+        rows, frames, joints, bodies, values = (a[order] for a in (rows, frames, joints, bodies, values))
+        self._writer["data"][rows, :, frames, joints, bodies] = values
+        self._writer["imputed"][rows, frames, joints, bodies] = True
+        self._writer["mask"][rows, frames, joints, bodies] = True
+
+    def _check(self, not_occluded: np.ndarray, values: np.ndarray) -> None:
+        """Refuse a fill of cells that are not occluded (it would change an observed joint, or put a joint
+        in a padding frame or an absent body) or of values that are not finite numbers."""
+        wrong = int(not_occluded.sum())
+        if wrong:
+            raise OccbenchError(f"imputer {self.imputer}: wrote {wrong} cells that are not occluded joints (visible "
+                                "joints, padding frames or absent bodies); fill only a block's target")
+        if not np.isfinite(values).all():
+            raise OccbenchError(f"imputer {self.imputer}: wrote values that are not finite numbers (nan or inf)")
+
+    def embeddings(self, rows, embed: Callable) -> np.ndarray:
+        """(len(rows), D) float32: embed(Part) of the same samples of `frames`, a chunk at a time."""
+        return _embed_rows(embed, self.frames, self.source, self.samples[np.asarray(rows, np.int64)])
 
 
-# ==================================================================================================
-# Output: one split of the source, training then validation samples
+_PROVENANCE = ("stage", "occbench", "imputer", "split", "settings", "seed", "source", "seconds")
+
+
+class Imputer:
+    """Base of every imputer (the contract: this module's doc). A plugin subclasses it, sets `name` (and
+    `defaults`, `schema` if it has settings), implements `fill`, and registers an instance:
+    ``registry.add(name, MyImputer())``.
+
+    defaults: its settings and their values; schema: their types and ranges (``occbench.settings``
+    rules; a setting left out is typed like its default), checked when a grid is planned, so that a
+    misspelt or ill-typed setting fails before anything runs. identity: it leaves the data as it is
+    (`fill` is never called, nothing is written). `stage1_method(settings)`: the method whose stage-1
+    encoder the job's `embed` is (None: no encoder).
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict] = {}
+    schema: ClassVar[dict] = {}
+    identity: ClassVar[bool] = False
+    # How tables name it (each record carries these, as it does a method's): its title, the paper it comes
+    # from, and its place in a table (ascending; ties by title; the built-ins: 10, 20, 30).
+    title: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    order: ClassVar[float] = 1000
+
+    def fill(self, job: ImputeJob) -> dict | None:
+        """Fill the occluded joints of the job's rows (`job.read`, then `job.write`); returns statistics
+        for the provenance stage (JSON-able values), or None."""
+        raise NotImplementedError(f"{type(self).__name__}.fill: an imputer fills the job's occluded joints")
+
+    def stage1_method(self, settings: dict) -> str | None:
+        """The method whose stage-1 encoder, pretrained on the occluded data, gives `job.embed`; None: no
+        encoder (`job.embed` is None). settings: the grid's, not resolved."""
+        return None
+
+    @classmethod
+    def settings_schema(cls) -> dict:
+        return typed_like(cls.defaults, cls.schema)
+
+    def check_settings(self, settings: dict, where: str | None = None) -> None:
+        """A one-line OccbenchError for a setting the imputer does not have (suggesting the close name),
+        or whose value its schema does not allow; `where`: the settings' dotted key."""
+        check(self.settings_schema(), settings, where or f"imputers.{self.name}")
+
+    def resolve(self, settings: dict | None = None, where: str | None = None) -> dict:
+        """The settings checked, over the defaults."""
+        settings = {} if settings is None else settings
+        self.check_settings(settings, where)
+        return {**self.defaults, **settings}
+
+    def __call__(self, raw: SkeletonDataset | None, frames: SkeletonDataset | None, split: str, out: str | Path,
+                 settings: dict | None = None, seed: int = 0, embed: Callable | None = None, progress: bool = False,
+                 overwrite: bool = False) -> SkeletonDataset:
+        """Impute one split of `raw` (or, without it, of `frames`) into a new dataset at `out`, and return it;
+        an identity imputer returns its input as it is. A complete dataset at `out` made by the same
+        imputation (imputer, settings, seed, split and source) is returned as it is unless `overwrite`;
+        any other is an error unless `overwrite`."""
+        settings = self.resolve(settings)
+        seed = _check_seed(seed)
+        source = raw if raw is not None else frames
+        if source is None:
+            raise OccbenchError("give the occluded raw-length dataset, the preprocessed one, or both")
+        if self.identity:
+            return source
+        train, val = _split_rows(source, split)
+        out = Path(out)
+        stage = {"stage": "impute", "occbench": occbench.__version__, "imputer": self.name or type(self).__name__,
+                 "split": split, "settings": _jsonable(settings), "seed": seed, "source": str(source.path.resolve())}
+        earlier = None if overwrite else _earlier_result(out, stage)
+        if earlier is not None:
+            return earlier
+        started = time.time()
+        with _start_output(source, len(train) + len(val), out, overwrite) as writer:
+            _copy_split(source, writer, np.concatenate([train, val]))
+            job = ImputeJob(stage["imputer"], source, source if frames is None else frames, split, settings, seed,
+                            embed, progress, writer)
+            stage |= self._statistics(self.fill(job))
+            stage["seconds"] = round(time.time() - started, 1)
+            return _finish_output(writer, source, split, len(train), stage)
+
+    def _statistics(self, stats) -> dict:
+        if stats is None:
+            return {}
+        if not isinstance(stats, dict):
+            raise OccbenchError(f"imputer {self.name}: fill returned a {type(stats).__name__}; return a dict of "
+                                "statistics for the provenance, or None")
+        taken = [key for key in stats if key in _PROVENANCE]
+        if taken:
+            raise OccbenchError(f"imputer {self.name}: fill's statistics {', '.join(taken)} would replace the "
+                                "provenance's own; name them otherwise")
+        return _jsonable(stats)
+
+    def __repr__(self) -> str:
+        return f"<imputer {self.name or type(self).__name__}>"
+
+
+def registered_imputer(registry, name: str) -> Imputer:
+    """The imputer registered as `name` (unknown: the registry's error); one that is not an `Imputer` is a
+    one-line error naming its plugin."""
+    component = registry[name]
+    if isinstance(component, Imputer):
+        return component
+    owner = registry.owner(name)
+    if isinstance(component, type) and issubclass(component, Imputer):
+        hint = f"register an instance: registry.add({name!r}, {component.__name__}())"
+    else:
+        hint = "subclass occbench.impute.Imputer (docs/plugins.md)"
+    raise OccbenchError(f"imputer {name!r} of plugin {owner.name} ({owner.distribution}) is "
+                        f"{component!r}, not an occbench.impute.Imputer; {hint}")
+
+
+def identity_imputer(registry, prefer=()) -> str | None:
+    """The name of an imputer that leaves the data as it is (`Imputer.identity`): the first of `prefer` (a
+    grid's imputers) that is one, else the registry's first; None when none is installed."""
+    for name in [*prefer, *registry.names()]:
+        if name in registry and isinstance(registry[name], Imputer) and registry[name].identity:
+            return name
+    return None
 
 
 def _chunk_rows(source: SkeletonDataset) -> int:
     return max(1, _CHUNK_BYTES // (source.data[0].nbytes if len(source) else 1))
 
 
-def _start_output(source: SkeletonDataset, split: str, out: Path, overwrite: bool):
-    """(writer, train, val): a DatasetWriter for the split's samples (train then val) plus `imputed`."""
-    train, val = _split_rows(source, split)
-    rows = np.concatenate([train, val])
+def _earlier_result(out: Path, stage: dict) -> SkeletonDataset | None:
+    """The dataset at `out` if it is complete and its last stage is `stage` (but for its statistics)."""
+    if not (out / "meta.json").is_file():
+        return None
+    try:
+        earlier = SkeletonDataset(out)
+    except OccbenchError:
+        return None
+    last = (earlier.meta.get("stages") or [{}])[-1]
+    same = all(last.get(key) == value for key, value in stage.items() if key != "occbench")
+    return earlier if same else None
+
+
+def _start_output(source: SkeletonDataset, n: int, out: Path, overwrite: bool) -> DatasetWriter:
+    """A DatasetWriter for n samples of the source, with its extra arrays and `imputed`."""
     extra = {"imputed": (np.bool_, (source.frames, NUM_JOINTS, MAX_BODIES))}
     for name, array in source.extra.items():
         if name != "imputed":
             extra[name] = (array.dtype, array.shape[1:])
-    return DatasetWriter(out, len(rows), source.frames, overwrite=overwrite, extra=extra), train, val
+    return DatasetWriter(out, n, source.frames, overwrite=overwrite, extra=extra)
 
 
-def _copy_split(source: SkeletonDataset, writer: DatasetWriter, train: np.ndarray, val: np.ndarray) -> None:
+def _copy_split(source: SkeletonDataset, writer: DatasetWriter, samples: np.ndarray) -> None:
     """Copy the split's samples into the writer, chunk by chunk; the fills then overwrite some joints."""
-    rows = np.concatenate([train, val])
     chunk = _chunk_rows(source)
-    for start in range(0, len(rows), chunk):
-        pick = rows[start : start + chunk]
+    for start in range(0, len(samples), chunk):
+        pick = samples[start : start + chunk]
         dest = slice(start, start + len(pick))
         for name in ARRAYS:
             writer[name][dest] = getattr(source, name)[pick]
@@ -427,7 +691,7 @@ def _copy_split(source: SkeletonDataset, writer: DatasetWriter, train: np.ndarra
                 writer[name][dest] = source.extra[name][pick]
         if "imputed" in source.extra:  # imputing an imputed dataset: keep what was filled before
             writer["imputed"][dest] = source.extra["imputed"][pick]
-    writer.names = [source.names[i] for i in rows]
+    writer.names = [source.names[i] for i in samples]
 
 
 def _finish_output(writer: DatasetWriter, source: SkeletonDataset, split: str, n_train: int, stage: dict):
@@ -438,13 +702,14 @@ def _finish_output(writer: DatasetWriter, source: SkeletonDataset, split: str, n
     return writer.finish(splits, meta)
 
 
-def _write_filled(writer: DatasetWriter, out_rows: np.ndarray, data: np.ndarray, filled: np.ndarray) -> None:
-    """Write rows' data and mark their filled joints (n, T, 25, 2) as imputed and visible."""
-    order = np.argsort(out_rows)
-    out_rows, data, filled = out_rows[order], data[order], filled[order]
-    writer["data"][out_rows] = data
-    writer["imputed"][out_rows] = np.asarray(writer["imputed"][out_rows]) | filled
-    writer["mask"][out_rows] = np.asarray(writer["mask"][out_rows]) | filled
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 # ==================================================================================================
@@ -473,7 +738,9 @@ def projection_embed(seed: int = 0, dim: int = EMBED_DIM, preprocess_frames: int
     return embed
 
 
-def _is_relative(dataset: SkeletonDataset) -> bool:
+def is_preprocessed(dataset: SkeletonDataset) -> bool:
+    """Whether the dataset went through the preprocessing (relative coordinates, resized): `frames` of a job
+    imputing preprocessed data is its source itself."""
     return any(stage.get("stage") == "preprocess" for stage in dataset.meta.get("stages", []))
 
 
@@ -503,246 +770,22 @@ def _embed_rows(embed: Callable, frames: SkeletonDataset, source: SkeletonDatase
 
 
 # ==================================================================================================
-# The cluster pipeline (knn) and the random fill
-
-
-def check_settings(imputer: str, settings: dict | None) -> dict:
-    """Settings with defaults filled in; OccbenchError on an unknown name or a bad value."""
-    defaults = {"knn": KNN_DEFAULTS, "random": RANDOM_DEFAULTS, "none": {}}.get(imputer)
-    if defaults is None:
-        raise OccbenchError(f"unknown imputer {imputer!r}: use one of {', '.join(IMPUTERS)}")
-    settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(defaults))
-    if unknown:
-        raise OccbenchError(f"unknown setting {unknown[0]!r} for the {imputer} imputer: it takes "
-                            f"{', '.join(defaults) or 'none'}")
-    merged = {**defaults, **{k: v for k, v in settings.items() if v is not None}}
-    if imputer == "knn":
-        if merged["clusters"] in (None, "num_class"):
-            merged["clusters"] = "num_class"
-        names = ("n_neighbors", "max_iter") + (() if merged["clusters"] == "num_class" else ("clusters",))
-        for name in names:
-            value = merged[name]
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise OccbenchError(f"{name} {value!r}: give a whole number >= 1" +
-                                    (' or "num_class"' if name == "clusters" else ""))
-        if not isinstance(merged["stage1_method"], str):
-            raise OccbenchError(f"stage1_method {merged['stage1_method']!r}: name a method, e.g. opstl")
-    if imputer == "random" and merged["variant"] not in ("donor", "uniform"):
-        raise OccbenchError(f"variant {merged['variant']!r}: use donor or uniform")
-    return merged
-
-
-def impute_split(
-    source: SkeletonDataset, frames: SkeletonDataset | None, split: str, out: str | Path, imputer: str = "knn",
-    settings: dict | None = None, seed: int = 0, embed: Callable | None = None, progress: bool = False,
-    overwrite: bool = False,
-) -> SkeletonDataset:
-    """Fill the occluded joints of one split of `source` (raw-length or 50-frame) into a new dataset `out`.
-
-    imputer: "knn" or "random" (see the module doc). frames: the 50-frame dataset the embeddings are
-    computed on (knn; default `source`); embed(dataset, index) -> (len(index), D) embeddings of those
-    pool positions (the runner's stage-1 encoder; default `projection_embed(seed)`).
-    Returns the written dataset: the split's samples (train then val), mask = visible or imputed,
-    `imputed` marking the filled joints, a stage {"stage": "impute", ...} appended to meta["stages"].
-    """
-    settings = check_settings(imputer, settings)
-    seed = _check_seed(seed)
-    if imputer == "none":
-        raise OccbenchError("the none imputer writes nothing; use the source dataset as it is")
-    started = time.time()
-    out = Path(out)
-    writer, train, val = _start_output(source, split, out, overwrite)
-    with writer:
-        _copy_split(source, writer, train, val)
-        if imputer == "random":
-            stats = _random_fill(source, train, val, writer, settings["variant"], seed, split)
-        else:
-            frames = source if frames is None else frames
-            stats = _knn_fill_split(source, frames, train, val, writer, settings, seed, embed, progress)
-        stage = {"stage": "impute", "occbench": occbench.__version__, "imputer": imputer, "split": split,
-                 "settings": _jsonable(settings), "seed": seed, "source": str(source.path.resolve()),
-                 **stats, "seconds": round(time.time() - started, 1)}
-        return _finish_output(writer, source, split, len(train), stage)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _knn_fill_split(source, frames, train, val, writer, settings, seed, embed, progress) -> dict:
-    from sklearn.cluster import KMeans
-    from tqdm import tqdm
-
-    if len(train) == 0:
-        raise OccbenchError(f"{source.path}: the split has no training samples to donate")
-    dev = _device(settings["device"])
-    k = int(settings["n_neighbors"])
-    embedding = "encoder" if embed is not None else f"random projection ({EMBED_DIM}-d), no encoder given"
-    embed = embed or projection_embed(seed, preprocess_frames=None if _is_relative(frames) else 50)
-    emb_train = _embed_rows(embed, frames, source, train)
-    emb_val = _embed_rows(embed, frames, source, val) if len(val) else np.zeros((0, emb_train.shape[1]), np.float32)
-    wanted = source.num_class if settings["clusters"] == "num_class" else int(settings["clusters"])
-    clusters = min(wanted, len(train))
-    kmeans = KMeans(n_clusters=clusters, n_init=1, max_iter=int(settings["max_iter"]), random_state=seed)
-    label_train = kmeans.fit_predict(emb_train.astype(np.float64))
-    label_val = kmeans.predict(emb_val.astype(np.float64)) if len(val) else np.zeros(0, np.int64)
-    centres = kmeans.cluster_centers_
-    near = np.argsort(((centres[:, None] - centres[None]) ** 2).sum(-1), axis=1, kind="stable")
-    # which joint positions each cluster's training samples observe (masks only, chunked)
-    positions = source.frames * NUM_JOINTS * MAX_BODIES
-    cover = np.zeros((clusters, positions), bool)
-    step = 4 * _chunk_rows(source)  # masks only: a quarter of the bytes of the data
-    for start in range(0, len(train), step):
-        rows = train[start : start + step]
-        observed, _ = _visibility(source.mask[rows], source.present[rows], source.length[rows])
-        observed = observed.reshape(len(rows), -1)
-        labels = label_train[start : start + step]
-        for c in np.unique(labels):
-            cover[c] |= observed[labels == c].any(0)
-    sizes = np.bincount(label_train, minlength=clusters).tolist()
-    stats = {"clusters": clusters, "n_neighbors": k, "embedding": embedding, "filled": 0, "by_mean": 0,
-             "by_other_clusters": 0, "unfilled": 0, "cluster_sizes": sizes}
-    n_train = len(train)
-    bar = tqdm(range(clusters), desc="knn impute", unit="cluster", disable=None if progress else True, leave=False)
-    for c in bar:
-        tr, va = np.flatnonzero(label_train == c), np.flatnonzero(label_val == c)
-        out_rows = np.concatenate([tr, n_train + va])
-        if len(out_rows) == 0:
-            continue
-        block = _read(source, np.concatenate([train[tr], val[va]]))
-        values, observed, target = _features(block, dev)
-        filled = torch.zeros_like(target)
-        if bool(target.any()):
-            rows_all = torch.arange(len(out_rows), device=dev)
-            itself = torch.where(rows_all < len(tr), rows_all, -1)  # training receivers are donors too
-            ri, pos, vals, how = knn_core(values, observed, target, values[: len(tr)], observed[: len(tr)], k,
-                                          itself=itself)
-            done = how > 0
-            rows = ri[done]
-            values[rows, :, pos[done]] = vals[done]
-            filled[rows, pos[done]] = True
-            stats["by_mean"] += int((how == 1).sum())
-            left = ~done
-            if bool(left.any()):
-                moved, unfilled = _from_other_clusters(source, train, label_train, near[c], cover, c, values,
-                                                       observed, ri[left], pos[left], filled, k, dev)
-                stats["by_other_clusters"] += moved
-                stats["unfilled"] += unfilled
-        stats["filled"] += int(filled.sum())
-        data = values.to(torch.float32).cpu().numpy().reshape(block["data"].shape)
-        data = np.where(block["observed"][:, None] | filled.cpu().numpy().reshape(block["target"].shape)[:, None],
-                        data, block["data"])
-        _write_filled(writer, out_rows, data, filled.cpu().numpy().reshape(block["target"].shape))
-    return stats
-
-
-def _from_other_clusters(source, train, label_train, order, cover, c, values, observed, rows, pos, filled, k, dev):
-    """Fill cells (rows, pos) of cluster c that no training sample of c observes, from the nearest
-    clusters that observe each position (same KNN rule). Returns (filled, left unfilled)."""
-    pos_np = pos.cpu().numpy()
-    choice = np.full(len(pos_np), -1)
-    for other in order:
-        if other == c:
-            continue
-        pick = (choice < 0) & cover[other, pos_np]
-        choice[pick] = other
-        if (choice >= 0).all():
-            break
-    moved = 0
-    for other in np.unique(choice[choice >= 0]):
-        sel = torch.from_numpy(choice == other).to(dev)
-        cell_rows, cell_pos = rows[sel], pos[sel]
-        recv, local = torch.unique(cell_rows, return_inverse=True)
-        fill = torch.zeros(len(recv), observed.shape[1], dtype=torch.bool, device=dev)
-        fill[local, cell_pos] = True
-        donors = _read(source, train[np.flatnonzero(label_train == other)])
-        dv, do, _ = _features(donors, dev)
-        ri, p, vals, how = knn_core(values[recv], observed[recv], fill, dv, do, k)
-        done = how > 0
-        values[recv[ri[done]], :, p[done]] = vals[done]
-        filled[recv[ri[done]], p[done]] = True
-        moved += int(done.sum())
-    return moved, len(pos_np) - moved
-
-
-def _random_fill(source, train, val, writer, variant: str, seed: int, split: str) -> dict:
-    """The random imputer (module doc), position block by position block (frames x joints x bodies)."""
-    rng = np.random.default_rng([seed, zlib.crc32(split.encode())])
-    rows = np.concatenate([train, val])
-    n_train, frames = len(train), source.frames
-    if variant == "uniform":
-        lo = np.full((3, NUM_JOINTS), np.inf)
-        hi = np.full((3, NUM_JOINTS), -np.inf)
-        step = _chunk_rows(source)
-        for start in range(0, n_train, step):
-            pick = train[start : start + step]
-            observed, _ = _visibility(source.mask[pick], source.present[pick], source.length[pick])
-            data = np.asarray(source.data[pick])
-            seen = observed[:, None]  # (n, 1, T, 25, 2)
-            lo = np.minimum(lo, np.where(seen, data, np.inf).min(axis=(0, 2, 4)))
-            hi = np.maximum(hi, np.where(seen, data, -np.inf).max(axis=(0, 2, 4)))
-    step = max(1, (_CHUNK_BYTES // 2) // max(1, len(rows) * NUM_JOINTS * MAX_BODIES))
-    filled_total = unfilled = 0
-    for t0 in range(0, frames, step):
-        t1 = min(frames, t0 + step)
-        mask, present, length = source.mask[rows, t0:t1], source.present[rows, t0:t1], source.length[rows]
-        body = np.asarray(present, bool) & (np.arange(t0, t1) < np.asarray(length)[:, None])[:, :, None]
-        observed = np.asarray(mask, bool) & body[:, :, None, :]
-        target = body[:, :, None, :] & ~np.asarray(mask, bool)
-        cell_row, ct, cv, cm = np.nonzero(target)
-        if len(cell_row) == 0:
-            continue
-        if variant == "uniform":
-            ok = np.isfinite(lo[0, cv])
-            u = rng.random((len(cell_row), 3))
-            values = lo[:, cv].T + u * (hi[:, cv].T - lo[:, cv].T)
-        else:
-            seen = observed[:n_train].reshape(n_train, -1)  # (n_train, positions)
-            count = seen.sum(0)
-            flat = np.ravel_multi_index((ct, cv, cm), observed.shape[1:])
-            ok = count[flat] > 0
-            draw = (rng.random(len(flat)) * np.maximum(count[flat], 1)).astype(np.int64)
-            pos_of, sample_of = np.nonzero(seen.T)  # observers sorted by position, then sample
-            first = np.cumsum(count) - count
-            donor = sample_of[np.minimum(first[flat] + draw, max(len(sample_of) - 1, 0))] if len(sample_of) else draw
-            values = np.zeros((len(flat), 3), np.float32)
-            if ok.any():
-                # one memmap read per donor row, in pool order
-                d_rows = train[donor[ok]]
-                values[ok] = source.data[d_rows, :, t0 + ct[ok], cv[ok], cm[ok]]
-        keep = np.flatnonzero(ok)
-        unfilled += len(cell_row) - len(keep)
-        filled_total += len(keep)
-        if len(keep):
-            out = cell_row[keep]
-            order = np.argsort(out, kind="stable")
-            out, keep = out[order], keep[order]
-            t = t0 + ct[keep]
-            writer["data"][out, :, t, cv[keep], cm[keep]] = values[keep].astype(np.float32)
-            writer["imputed"][out, t, cv[keep], cm[keep]] = True
-            writer["mask"][out, t, cv[keep], cm[keep]] = True
-    return {"variant": variant, "filled": int(filled_total), "unfilled": int(unfilled)}
+# Imputing and preprocessing
 
 
 @dataclass(frozen=True)
 class Imputed:
-    """What an imputer returns: `data` imputed at the resolution it was given (raw-length camera space
-    normally; the quality report compares it with the ground truth) and `frames`, the model-ready
-    preprocessed data the methods pretrain on. For "none" both are the inputs themselves."""
+    """What `impute_and_preprocess` returns: `data` imputed at the resolution it was given (raw-length
+    camera space normally; the quality report compares it with the ground truth) and `frames`, the
+    model-ready preprocessed data the methods pretrain on. For an identity imputer both are the inputs
+    themselves."""
 
     data: SkeletonDataset
     frames: SkeletonDataset
 
 
 def impute_and_preprocess(
-    imputer: str, raw: SkeletonDataset | None, frames: SkeletonDataset | None, split: str, out: str | Path,
+    imputer: Imputer, raw: SkeletonDataset | None, frames: SkeletonDataset | None, split: str, out: str | Path,
     settings: dict | None = None, seed: int = 0, embed: Callable | None = None, progress: bool = False,
     overwrite: bool = False, preprocess_frames: int | None = None,
 ) -> Imputed:
@@ -751,24 +794,18 @@ def impute_and_preprocess(
     raw: the occluded raw-length (camera-space) dataset, imputed into `out/imputed`, then preprocessed to
     `preprocess_frames` frames (default: frames.frames, or 50) into `out/frames`. Without raw, `frames`
     itself (50-frame relative data) is imputed into `out/imputed` and used as is (the preprocessing is
-    re-run only if preprocess_frames is given). "none" writes nothing: Imputed(raw, frames). A complete
-    earlier result with the same stage (imputer, settings, seed, split, source) is reused unless
-    `overwrite`.
+    re-run only if preprocess_frames is given). An identity imputer writes nothing: Imputed(raw, frames).
+    A complete earlier result of the same imputation is reused unless `overwrite` (`Imputer.__call__`).
     """
     from occbench.data.preprocess import preprocess
 
     if raw is None and frames is None:
         raise OccbenchError("give the occluded raw-length dataset, the 50-frame dataset, or both")
-    if imputer == "none":
+    if imputer.identity:
+        imputer.resolve(settings)
         return Imputed(raw if raw is not None else frames, frames if frames is not None else raw)
-    out = Path(out)
-    source = raw if raw is not None else frames
-    settings = check_settings(imputer, settings)
-    where = paths.impute_outputs(out)
-    imputed = _reuse(where["imputed"], imputer, settings, seed, split, source) if not overwrite else None
-    if imputed is None:
-        imputed = impute_split(source, frames, split, where["imputed"], imputer, settings, seed, embed, progress,
-                               overwrite=True)
+    where = paths.impute_outputs(Path(out))
+    imputed = imputer(raw, frames, split, where["imputed"], settings, seed, embed, progress, overwrite)
     if preprocess_frames is None:
         if raw is None:
             return Imputed(imputed, imputed)
@@ -780,20 +817,6 @@ def impute_and_preprocess(
         if len(stages) >= 2 and stages[-2] == imputed.meta["stages"][-1] and cached.frames == preprocess_frames:
             return Imputed(imputed, cached)
     return Imputed(imputed, preprocess(imputed, done, frames=preprocess_frames, overwrite=True, progress=progress))
-
-
-def _reuse(path: Path, imputer, settings, seed, split, source) -> SkeletonDataset | None:
-    if not (path / "meta.json").is_file():
-        return None
-    try:
-        cached = SkeletonDataset(path)
-    except OccbenchError:
-        return None
-    stage = cached.meta.get("stages", [{}])[-1]
-    same = (stage.get("stage") == "impute" and stage.get("imputer") == imputer and stage.get("split") == split
-            and stage.get("seed") == seed and stage.get("settings") == _jsonable(settings)
-            and stage.get("source") == str(source.path.resolve()))
-    return cached if same else None
 
 
 # ==================================================================================================
@@ -831,9 +854,10 @@ def imputation_error(
     space) between `dataset`'s positions and the true ones, over the joints that are occluded in
     `occluded` and visible in `truth` (present bodies, within the true length).
 
-    For the "none" imputer pass the occluded dataset itself: its occluded joints are 0, so its error is
-    that of leaving zeros. occluded and truth default to `ground_truth(dataset)`; samples are matched by
-    name. Returns a long table: part (train/val/all), joint (name, then "all"), mpjpe, count (joints).
+    For an identity imputer (the built-in none) pass the occluded dataset itself: its occluded joints are
+    0, so its error is that of leaving zeros. occluded and truth default to `ground_truth(dataset)`;
+    samples are matched by name. Returns a long table: part (train/val/all), joint (name, then "all"),
+    mpjpe, count (joints).
     """
     if occluded is None or truth is None:
         found = ground_truth(dataset)
@@ -939,33 +963,37 @@ def error_plot(errors: dict[str, pd.DataFrame], out_png: str | Path, part: str =
     plt.close(fig)
     return out_png
 
-
 def impute_command(
     imputer: str, data: str | Path, out: str | Path, split: str | None = None, frames: str | Path | None = None,
-    seed: int = 0, settings: dict | None = None, compare: tuple[str, ...] = ("none", "random"),
+    seed: int = 0, settings: dict | None = None, compare: tuple[str, ...] | None = None,
     overwrite: bool = False, progress: bool = False, disabled_plugins: tuple[str, ...] = (),
 ) -> dict:
     """`occbench impute`: run one registered imputer on its own and report its quality.
 
     data: the occluded dataset to impute: raw-length camera space (imputed, then preprocessed to the
     frame count of `frames`, default 50) or already preprocessed 50-frame data (imputed as is). frames:
-    the preprocessed dataset knn embeds (default: data, preprocessed on the fly). For each split (default:
-    all): out/SPLIT/NAME/imputed and, for raw-length data, out/SPLIT/NAME/frames. When the data has a
-    ground truth at its own frame count, the error on the occluded joints of `imputer` and of the
-    `compare` imputers goes to out/quality.csv, out/quality.md and out/quality_SPLIT.png. Without an
-    encoder, knn clusters a random projection of the preprocessed coordinates (see projection_embed).
-    Returns {"outputs": {split: {"data", "frames"}}, "quality": {split: {imputer: quality_record}},
-    "report": the markdown tables or None}.
+    the preprocessed dataset an encoder-using imputer embeds (default: data, preprocessed on the fly).
+    For each split (default: all): out/SPLIT/NAME/imputed and, for raw-length data,
+    out/SPLIT/NAME/frames. When the data has a ground truth at its own frame count, the error on the
+    occluded joints of `imputer` and of the `compare` imputers (default: the registry's identity
+    imputer, i.e. leaving the zeros) goes to out/quality.csv, out/quality.md and out/quality_SPLIT.png.
+    No stage-1 encoder is given here: knn clusters a random projection of the preprocessed coordinates
+    (see projection_embed). Returns {"outputs": {split: {"data", "frames"}}, "quality": {split: {imputer:
+    quality_record}}, "report": the markdown tables or None}.
     """
     from occbench.data.preprocess import preprocess
     from occbench.plugins import load_plugins
 
     host = load_plugins(disabled_plugins)
-    host.imputers[imputer]  # an unknown name fails before any work
+    chosen = registered_imputer(host.imputers, imputer)
+    chosen.check_settings(settings or {})  # an unknown name or setting fails before any work
+    if compare is None:
+        compare = tuple(filter(None, [identity_imputer(host.imputers)]))
+    imputers = {name: registered_imputer(host.imputers, name) for name in dict.fromkeys([imputer, *compare])}
     source = SkeletonDataset(data)
     frames_ds = SkeletonDataset(frames) if frames is not None else None
     splits = [split] if split else list(source.splits)
-    relative = _is_relative(source)
+    relative = is_preprocessed(source)
     raw_arg, frames_arg = (None, source) if relative else (source, frames_ds)
     found = ground_truth(source)
     has_truth = found is not None and found[1].frames == source.frames
@@ -977,8 +1005,8 @@ def impute_command(
         made = {}
         for name in names:
             imputed_at = paths.impute_outputs(out, s, name)["imputed"]
-            made[name] = host.imputers[name](raw_arg, frames_arg, s, imputed_at, settings if name == imputer else None,
-                                             seed, embed=None, progress=progress, overwrite=overwrite)
+            made[name] = imputers[name](raw_arg, frames_arg, s, imputed_at, settings if name == imputer else None,
+                                        seed, embed=None, progress=progress, overwrite=overwrite)
         ready = made[imputer]
         if not relative and ready is not source:
             target = frames_ds.frames if frames_ds is not None else 50

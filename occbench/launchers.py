@@ -219,8 +219,9 @@ def submit_slurm(stages: list[Stage], context: Context, folder: Path, options: d
             if stage.kind == "evaluate" and stage.key in jobs:
                 waiting = ", ".join(f"{jobs[s.key].job_id} ({s.kind})" for s in (*stage.upstream(), stage)
                                     if s.key in jobs)
-                note = store.make_note(result_cell(stage, context), "submitted", f"Slurm jobs {waiting}",
-                                       jobs[stage.key].paths.stderr)
+                cell = result_cell(stage, context)
+                note = store.make_note(cell, "submitted", f"Slurm jobs {waiting}", jobs[stage.key].paths.stderr,
+                                       labels=context.host.labels(cell))
                 store.write_note(note, context.results)
     return jobs
 

@@ -43,6 +43,19 @@ class Method(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    # How tables name it (each record carries these, so `occbench table` needs no plugin): its title, the
+    # paper it comes from, and its place in a table (ascending; ties by title; the built-ins: the paper's
+    # order, 10, 20, ...). `imputed_titles`: {imputer: title} where the method on that imputer's data is
+    # a method of its own (OPSTL with the KNN imputer is IosPSTL); the summary layout (Table I) then shows
+    # it with that imputer only, under that title.
+    title: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    order: ClassVar[float] = 1000
+    imputed_titles: ClassVar[dict[str, str]] = {}
+    # The named recipe it takes of a protocol with several ({protocol: recipe}; the profile's
+    # protocols.<protocol>.<recipe>): the probe of the method's own paper. A protocol it leaves out gives its
+    # `default_recipe`.
+    recipes: ClassVar[dict[str, str]] = {}
     streams: ClassVar[tuple[str, ...]] = ("joint",)
     defaults: ClassVar[dict] = {}
     # Types and ranges of the settings in `defaults` (occbench.settings); one left out is typed like its default.

@@ -11,13 +11,14 @@ keys of exactly the stages it affects.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 from occbench import paths
 from occbench.catalogue import Catalogue, apply_overrides, merge
-from occbench.errors import OccbenchError
+from occbench.errors import OccbenchError, brief
 from occbench.settings import ANY, DATA, check, typed_like, unknown
 from occbench.store import QUALITY_PROTOCOL
 
@@ -75,6 +76,36 @@ class Grid:
     world_size: int = 1  # processes (GPUs) per pretraining
 
 
+def available_datasets(catalogue: Catalogue, host) -> dict[str, dict]:
+    """The catalogue's datasets and those plugins add (`occbench_register_datasets`), less those a
+    plugin removed: {name: {"title", "splits", "source": embedded | prepared | plugin, ...}}."""
+    found = {name: entry for name, entry in catalogue.datasets.items() if name not in host.datasets.removed}
+    for name in host.datasets.names():
+        provider = host.datasets[name]
+        splits = list(getattr(provider, "splits", ()) or ())
+        if not splits or not all(isinstance(split, str) for split in splits):
+            owner = host.datasets.owner(name)
+            raise OccbenchError(f"dataset {name} of plugin {owner.name} ({owner.distribution}) names no splits: give "
+                                "its provider a `splits` list, e.g. ['xsub', 'xview']")
+        found[name] = {"title": getattr(provider, "title", name), "splits": splits, "source": "plugin",
+                       "provider": provider}
+    return found
+
+
+def _provided_folder(name: str, provider) -> str:
+    """The prepared folder a plugin's dataset provider returns, checked to be one."""
+    try:
+        folder = Path(provider.folder()).expanduser()
+    except OccbenchError:
+        raise
+    except Exception as err:  # a plugin's failure, not occbench's: name it
+        raise OccbenchError(f"dataset {name}: its provider failed: {type(err).__name__}: {brief(err)}") from None
+    if not (folder / "meta.json").is_file():
+        raise OccbenchError(f"dataset {name}: its provider returned {folder}, which is not a prepared dataset (no "
+                            f"meta.json); prepare it with `occbench data prepare`, or pass --data {name}=DIR")
+    return str(folder)
+
+
 def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) -> Grid:
     """The suite's grid with any command-line option (methods, imputers, ...) replacing its entry."""
     base = catalogue.suite(suite)
@@ -86,19 +117,19 @@ def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) ->
     def names(kind: str) -> list[str]:
         value = pick(kind)
         registry = host.registries[kind]
-        if value == "all" or value == ["all"]:  # every installed one: the catalogue's order first
-            listed = [name for name in getattr(catalogue, kind) if name in registry]
-            return listed + [name for name in registry.names() if name not in listed]
+        if value == "all" or value == ["all"]:  # every installed one, in the order tables show them
+            return sorted(registry.names(), key=lambda name: (getattr(registry[name], "order", math.inf), name))
         for name in value:
             registry[name]  # unknown names fail here, with the list of known ones
         return list(value)
 
     datasets = []
+    known = available_datasets(catalogue, host)
     for item in pick("datasets"):
         dataset, _, split = str(item).partition("/")
-        if dataset not in catalogue.datasets:
-            raise OccbenchError(f"unknown dataset {dataset!r}: choose from {', '.join(catalogue.datasets)}")
-        splits = catalogue.datasets[dataset]["splits"]
+        if dataset not in known:
+            raise OccbenchError(f"unknown dataset {dataset!r}: choose from {', '.join(known)}")
+        splits = known[dataset]["splits"]
         for one in [split] if split else splits:
             if one not in splits:
                 raise OccbenchError(f"dataset {dataset} has no split {one!r}: choose from {', '.join(splits)}")
@@ -117,22 +148,30 @@ def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) ->
 
 def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]) -> list[Stage]:
     """Every stage of the grid, each once, dependencies before dependents."""
+    from occbench.impute import identity_imputer, registered_imputer
+
     profile = resolved_profile(catalogue, host, grid.profile, grid.overrides)
     check_profile(profile, catalogue, host)
     stages: dict[str, Stage] = {}
+    unimputed = identity_imputer(host.imputers, grid.imputers) or "unimputed"  # names the data in labels
 
     def add(stage: Stage) -> Stage:
         return stages.setdefault(stage.key, stage)
 
+    known = available_datasets(catalogue, host)
+
     def data_stage(dataset: str) -> Stage:
-        source = "embedded" if catalogue.datasets[dataset]["source"] == "embedded" else sources.get(dataset)
+        entry = known[dataset]
+        source = "embedded" if entry["source"] == "embedded" else sources.get(dataset)
+        if source is None and entry["source"] == "plugin":
+            source = _provided_folder(dataset, entry["provider"])
         if source is None:
             raise OccbenchError(
                 f"dataset {dataset} needs its prepared folder: pass --data {dataset}=DIR "
                 f"(made by `occbench data prepare --benchmark {dataset}`)"
             )
         settings = {"dataset": dataset, "source": source, "occlusion": grid.occlusion,
-                    "frames": profile["data"]["frames"], "synth": catalogue.datasets[dataset].get("synth", {})}
+                    "frames": profile["data"]["frames"], "synth": entry.get("synth", {})}
         return add(Stage("data", f"data {dataset} {grid.occlusion}", settings))
 
     def pretrain_stage(method: str, input_stage: Stage, data: Stage, split: str, seed: int) -> Stage:
@@ -145,24 +184,28 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
         }
         if grid.world_size > 1:  # per-rank BatchNorm statistics: not the same computation as one process
             settings["world_size"] = grid.world_size
-        imputer = input_stage.settings.get("imputer", "none")
+        imputer = input_stage.settings["imputer"] if input_stage is not data else unimputed
         needs = (input_stage,) if input_stage is data else (input_stage, data)
         return add(Stage("pretrain", f"pretrain {method} {imputer} {data.settings['dataset']}/{split} seed{seed}",
                          settings, needs))
 
-    def impute_stage(imputer: str, data: Stage, split: str, seed: int) -> Stage:
-        if imputer == "none":
+    def impute_stage(name: str, data: Stage, split: str, seed: int) -> Stage:
+        imputer = registered_imputer(host.imputers, name)
+        if imputer.identity:  # the methods pretrain on the occluded data itself
             return data
-        settings = {"imputer": imputer, "settings": profile.get("imputers", {}).get(imputer, {}),
-                    "split": split, "seed": seed}
+        settings = {"imputer": name, "settings": profile.get("imputers", {}).get(name, {}), "split": split,
+                    "seed": seed}
         needs: tuple[Stage, ...] = (data,)
-        if getattr(host.imputers[imputer], "needs_encoder", False):
-            stage1 = settings["settings"].get("stage1_method", "opstl")
+        stage1 = imputer.stage1_method(settings["settings"])
+        if stage1 is not None:
+            if stage1 not in host.methods:
+                raise OccbenchError(f"imputer {name} asks for the stage-1 encoder of method {stage1!r}, which is not "
+                                    f"installed (imputers.{name} in the profile); choose from "
+                                    f"{', '.join(host.methods.names())}")
             needs = (data, pretrain_stage(stage1, data, data, split, seed))
         # The cell of its imputation-quality records (not part of the key: identical stages still collapse).
-        cell = Cell(None, imputer, data.settings["dataset"], split, grid.occlusion, QUALITY_PROTOCOL, seed,
-                    grid.profile)
-        return add(Stage("impute", f"impute {imputer} {data.settings['dataset']}/{split} seed{seed}",
+        cell = Cell(None, name, data.settings["dataset"], split, grid.occlusion, QUALITY_PROTOCOL, seed, grid.profile)
+        return add(Stage("impute", f"impute {name} {data.settings['dataset']}/{split} seed{seed}",
                          settings, needs, cell))
 
     for dataset, split in grid.datasets:
@@ -250,11 +293,11 @@ def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol
     used), under the method's own `methods.<method>.protocols.<protocol>` (a masked transformer's
     published finetuning differs from ST-GCN's)."""
     settings = profile.get("protocols", {}).get(protocol, {})
-    if protocol == "linear":
-        variant = linear_recipe(method, catalogue, host)
+    variant = recipe_of(method, protocol, host)
+    if variant is not None:
         if variant not in settings:
-            raise OccbenchError(f"method {method} asks for the linear recipe {variant!r}, which the profile does not "
-                                f"have (protocols.linear has {', '.join(settings)})")
+            raise OccbenchError(f"method {method} asks for the {protocol} recipe {variant!r}, which the profile does "
+                                f"not have (protocols.{protocol} has {', '.join(settings) or 'none'})")
         settings = {**settings[variant], "variant": variant}
     own = profile.get("methods", {}).get(method, {}).get("protocols", {}).get(protocol, {})
     settings = merge(settings, own)
@@ -268,12 +311,16 @@ def protocol_settings(profile: dict, catalogue: Catalogue, method: str, protocol
     return settings
 
 
-def linear_recipe(method: str, catalogue: Catalogue, host) -> str:
-    """Which published linear-evaluation recipe a method's paper used: the catalogue's entry, else the
-    method class's `linear_recipe`, else torchlight (SkeletonCLR's)."""
-    entry = catalogue.methods.get(method, {}).get("linear")
+def recipe_of(method: str, protocol: str, host) -> str | None:
+    """The named recipe a method takes of a protocol whose profile entry holds several (a protocol with a
+    `default_recipe`, as the linear probe has one per published paper): the method's `recipes`, else the
+    protocol's default; None for a protocol with one set of settings."""
+    fn = host.protocols[protocol] if protocol in host.protocols else None
+    default = getattr(fn, "default_recipe", None)
+    if default is None:
+        return None
     cls = host.methods[method] if method in host.methods else None
-    return entry or getattr(cls, "linear_recipe", "torchlight")
+    return getattr(cls, "recipes", {}).get(protocol, default)
 
 
 def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
@@ -299,9 +346,9 @@ def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
         for name, section in entries.items():
             where = f"{kind}.{name}"
             if name not in host.registries[kind]:
-                if name in getattr(catalogue, kind):
+                if name in catalogue.mentioned(kind):
                     continue
-                known = dict.fromkeys([*getattr(catalogue, kind), *host.registries[kind].names()])
+                known = dict.fromkeys([*catalogue.mentioned(kind), *host.registries[kind].names()])
                 raise OccbenchError(unknown(where, name, known, what=kind.removesuffix("s")))
             if not isinstance(section, dict):
                 raise OccbenchError(f"{where}={section!r}: expected a mapping of settings")
@@ -327,7 +374,8 @@ def _check_method(cls, section: dict, where: str, profile: dict, catalogue: Cata
         schema = _protocol_schema(host.protocols[protocol])
         if schema is not None:
             merged = protocol_settings(profile, catalogue, where.removeprefix("methods."), protocol, host)
-            variant = {"variant": ANY} if protocol == "linear" else {}  # the recipe's name
+            method = where.removeprefix("methods.")
+            variant = {"variant": ANY} if recipe_of(method, protocol, host) is not None else {}  # the recipe's name
             check(schema | variant, merged, f"{where}.protocols.{protocol}")
     if "pretrain" in section:  # the method's own schedule, over the profile's
         from occbench.engine import PRETRAIN
@@ -347,9 +395,12 @@ def _check_protocol(fn, section: dict, where: str, profile: dict, catalogue: Cat
     schema = _protocol_schema(fn)
     if schema is None:
         return
-    if where == "protocols.linear":  # one recipe per variant a method names
-        variants = {entry.get("linear", "torchlight") for entry in catalogue.methods.values()}
-        variants |= {linear_recipe(name, catalogue, host) for name in host.methods.names()}
+    protocol = where.removeprefix("protocols.")
+    if getattr(fn, "default_recipe", None) is not None:  # one recipe per published probe a method names
+        variants = {recipe_of(name, protocol, host) for name in host.methods.names()}
+        # and those the catalogue file itself holds (for methods whose plugin is not installed or disabled)
+        variants |= {recipe for link in catalogue.profiles.values()
+                     for recipe in (link.get("protocols") or {}).get(protocol) or {}}
         for variant, recipe in section.items():
             if variant not in variants:
                 raise OccbenchError(unknown(f"{where}.{variant}", variant, dict.fromkeys(sorted(variants))))
@@ -359,14 +410,9 @@ def _check_protocol(fn, section: dict, where: str, profile: dict, catalogue: Cat
 
 
 def _check_imputer(imputer, section: dict, where: str, profile: dict, catalogue: Catalogue, host) -> None:
-    own_check = getattr(imputer, "check_settings", None)
-    if own_check is None:
-        check(typed_like(getattr(imputer, "defaults", {})), section, where)
-        return
-    try:
-        own_check(section)
-    except OccbenchError as err:
-        raise OccbenchError(f"{where}: {err}") from None
+    from occbench.impute import registered_imputer
+
+    registered_imputer(host.imputers, where.removeprefix("imputers.")).check_settings(section, where)
 
 
 CHECKS = {"methods": _check_method, "protocols": _check_protocol, "imputers": _check_imputer}

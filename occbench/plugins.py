@@ -18,6 +18,10 @@ from occbench.errors import OccbenchError, brief
 ENTRY_POINT_GROUP = "occbench"
 DISABLE_ENV = "OCCBENCH_DISABLE_PLUGINS"
 KINDS = ("methods", "imputers", "protocols", "datasets")
+# What a component may say about how tables name it (see PluginHost.labels)
+LABEL_FIELDS = {"method": ("title", "citation", "order", "imputed_titles"),
+                "imputer": ("title", "label", "citation", "order", "identity"),
+                "protocol": ("title", "label", "order", "headline")}
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Registry:
         self._items: dict[str, object] = {}
         self._owners: dict[str, PluginInfo] = {}
         self._current: PluginInfo | None = None
+        self.removed: dict[str, PluginInfo] = {}  # name: the plugin that removed it
 
     def add(self, name: str, component: object) -> None:
         owner = self._current
@@ -48,6 +53,17 @@ class Registry:
         self._items[name] = component
         self._owners[name] = owner
         owner.registered.setdefault(self.kind, []).append(name)
+
+    def remove(self, name: str) -> None:
+        """Take `name` away, whoever adds it (another plugin, or the catalogue for datasets): applied
+        once every plugin has registered, so the order plugins load in does not matter."""
+        self.removed[name] = self._current
+        self._current.registered.setdefault(f"removed {self.kind}", []).append(name)
+
+    def _apply_removals(self) -> None:
+        for name in self.removed:
+            self._items.pop(name, None)
+            self._owners.pop(name, None)
 
     @property
     def singular(self) -> str:
@@ -86,6 +102,22 @@ class PluginHost:
                     impl.function(registry=registry)
                 finally:
                     registry._current = None
+            registry._apply_removals()
+
+    def labels(self, cell: dict) -> dict:
+        """How the plugins name the cell's method, imputer and protocol in tables, from the components'
+        own attributes (`title`, `label`, `citation`, `order`; an imputer's `identity`; a method's
+        `imputed_titles`): a record carries them, so `occbench table` needs no plugin to show them."""
+        labels = {}
+        for kind in ("method", "imputer", "protocol"):
+            name = cell.get(kind)
+            registry = self.registries[f"{kind}s"]
+            if name is None or name not in registry:
+                continue
+            component = registry[name]
+            own = {field: getattr(component, field, None) for field in LABEL_FIELDS[kind]}
+            labels[kind] = {field: value for field, value in own.items() if value not in (None, "", {}, False)}
+        return labels
 
     @property
     def hook(self):
@@ -115,11 +147,22 @@ def load_plugins(disabled: tuple[str, ...] | list[str] = (), extra: dict[str, ob
     manager = pluggy.PluginManager("occbench")
     manager.add_hookspecs(hookspecs)
     plugins: list[PluginInfo] = []
+    loaded: dict[str, PluginInfo] = {}
     for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
-        if point.name in blocked or manager.get_plugin(point.name) is not None:
+        if point.name in blocked:
             continue
         dist = point.dist
         info = PluginInfo(point.name, dist.name if dist else "?", dist.version if dist else "?")
+        if point.name in loaded:
+            first = loaded[point.name]
+            if first.distribution == info.distribution:  # one distribution seen twice on the path
+                continue
+            raise OccbenchError(
+                f"plugin {point.name} is declared by two distributions, {first.distribution} {first.version} and "
+                f"{info.distribution} {info.version}; uninstall one, or block the name with --disable-plugin "
+                f"{point.name}"
+            )
+        loaded[point.name] = info
         try:
             plugin = point.load()
         except Exception as err:  # a broken third-party plugin must not look like an occbench bug

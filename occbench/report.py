@@ -42,21 +42,71 @@ from occbench.store import RecordWarning, flat_rows, load_records
 KEY = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "profile")
 FILTERS = ("dataset", "split", "protocol", "imputer", "occlusion", "method", "profile")
 FORMATS = ("markdown", "latex", "csv", "json")
+# The order and labels of the data-layer fields; methods, imputers and protocols are named by their
+# plugins, whose titles each record carries (`Names`)
 ORDER = {
-    "method": ("skeletonclr", "crossclr", "aimclr", "pstl", "opstl", "cfsem", "skeletonmae", "mamp"),
-    "imputer": ("none", "random", "knn"),
     "dataset": ("ntu60", "ntu120", "synthetic"),
     "split": ("xsub", "xview", "xset"),
-    "protocol": ("finetune", "semi1", "semi10", "linear"),
     "occlusion": ("realistic", "random", "inferred", "none"),
 }
-LABELS = {
-    "method": {"skeletonclr": "SkeletonCLR", "crossclr": "CrosSCLR", "aimclr": "AimCLR", "pstl": "PSTL",
-               "opstl": "OPSTL", "cfsem": "CFSEM", "skeletonmae": "SkeletonMAE", "mamp": "MAMP"},
-    "dataset": {"ntu60": "NTU-60", "ntu120": "NTU-120"},
-    "protocol": {"linear": "linear", "finetune": "finetune", "semi1": "semi 1%", "semi10": "semi 10%"},
-}
-TITLES = {"protocol": {"linear": "linear evaluation"}, "occlusion": {"none": "no occlusion"}}
+LABELS = {"dataset": {"ntu60": "NTU-60", "ntu120": "NTU-120"}}
+TITLES = {"occlusion": {"none": "no occlusion"}}
+NAMED_BY_PLUGINS = ("method", "imputer", "protocol")
+
+
+@dataclass
+class Names:
+    """How the records name their methods, imputers and protocols: the titles, order and roles their
+    plugins gave them, which each record carries (`labels`), so that tables need no plugin installed.
+    A record without them (written before they were recorded) shows its bare names."""
+
+    info: dict[tuple[str, Any], dict] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> Names:
+        info: dict[tuple[str, Any], dict] = {}
+        for row in rows:
+            for name in NAMED_BY_PLUGINS:
+                labels = row.get(f"{name}_labels")
+                if isinstance(labels, dict) and row.get(name) is not None:
+                    info.setdefault((name, row[name]), labels)
+        return cls(info)
+
+    def label(self, name: str, value: Any) -> str:
+        if name in NAMED_BY_PLUGINS:
+            own = self.info.get((name, value), {})  # an imputer's column is its name unless it gives a label
+            return str(own.get("label") or (own.get("title") if name == "method" else None) or value)
+        return LABELS.get(name, {}).get(value, str(value))
+
+    def title(self, name: str, value: Any) -> str:
+        if name in NAMED_BY_PLUGINS:
+            return str(self.info.get((name, value), {}).get("title") or value)
+        return TITLES.get(name, {}).get(value, self.label(name, value))
+
+    def rank(self, name: str, value: Any) -> tuple:
+        if name == "stream":
+            return (str(value).count("+"), str(value))
+        if name in NAMED_BY_PLUGINS:
+            own = self.info.get((name, value), {})
+            return (own.get("order", math.inf), self.label(name, value))
+        order = ORDER.get(name, ())
+        return (order.index(value) if value in order else len(order), str(value))
+
+    def identity(self, imputer: Any) -> bool:
+        """Whether the imputer leaves the occluded data as it is (no imputation: the baseline)."""
+        return bool(self.info.get(("imputer", imputer), {}).get("identity"))
+
+    def baseline_imputer(self) -> Any:
+        return next((value for (name, value), own in self.info.items() if name == "imputer" and own.get("identity")),
+                    None)
+
+    def headline(self, protocol: Any) -> bool:
+        """Whether the protocol is the one the imputers and summary layouts show when none is chosen."""
+        return bool(self.info.get(("protocol", protocol), {}).get("headline"))
+
+    def imputed_titles(self, method: Any) -> dict:
+        """{imputer: title} of a method that is another method on imputed data (OPSTL + KNN is IosPSTL)."""
+        return self.info.get(("method", method), {}).get("imputed_titles") or {}
 
 
 # ------------------------------------------------------------------------------------------- layouts
@@ -68,21 +118,24 @@ class Layout:
     rows: tuple[str, ...]
     columns: tuple[str, str]  # (grouped header, sub-header)
     header: tuple[str, ...]  # the row-label columns
-    shown: Callable[[dict], bool] = lambda key: True
-    baseline: Callable[[dict], dict | None] = lambda key: None
+    shown: Callable[[dict, Names], bool] = lambda key, names: True
+    baseline: Callable[[dict, Names], dict | None] = lambda key, names: None
     change_note: str = ""
     metric: str = "top1"  # the record field shown, times `scale`
     scale: float = 1.0
     heading: str = "Top-1 accuracy (%)"
 
 
-def _against_none(key: dict) -> dict | None:
-    return None if key["imputer"] == "none" else key | {"imputer": "none"}
+def _against_none(key: dict, names: Names) -> dict | None:
+    baseline = names.baseline_imputer()
+    return None if baseline is None or names.identity(key["imputer"]) else key | {"imputer": baseline}
 
 
-def _in_summary(key: dict) -> bool:
-    # Table I: every baseline without imputation, and OPSTL only as IosPSTL (with the KNN imputer).
-    return key["imputer"] == ("knn" if key["method"] == "opstl" else "none")
+def _in_summary(key: dict, names: Names) -> bool:
+    # Table I: every method without imputation, and a method that is another one on imputed data (OPSTL on
+    # KNN-imputed data is IosPSTL) only as that one
+    imputed = names.imputed_titles(key["method"])
+    return key["imputer"] in imputed if imputed else names.identity(key["imputer"])
 
 
 LAYOUTS = {
@@ -130,6 +183,7 @@ class Table:
     published_only: bool = False
     compare: bool = False
     citations: list[str] = field(default_factory=list)
+    names: Names = field(default_factory=Names)
 
 
 # -------------------------------------------------------------------------------------------- render
@@ -196,21 +250,22 @@ def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict
                  published_only: bool = False) -> list[Table]:
     """The tables of one layout: one per combination of the layout's context fields that has results."""
     spec = LAYOUTS[layout]
+    names = Names.of([*rows, *paper])
     rows = _filtered(rows, {name: value for name, value in filters.items() if name != "imputer"})
     latest = _latest_per_seed(rows)
     stats, changes_abs = _stats(latest, spec.metric, spec.scale)
     statuses = _statuses(latest)
     # The imputer filter picks the cells shown; the non-imputed baselines stay available for the changes.
-    shown = [key for key in map(_key_dict, dict.fromkeys([*stats, *statuses])) if spec.shown(key)
+    shown = [key for key in map(_key_dict, dict.fromkeys([*stats, *statuses])) if spec.shown(key, names)
              and str(key["imputer"]) == str(filters.get("imputer", key["imputer"]))]
     if not shown:
         raise OccbenchError(f"no {layout} table in these results{_describe(filters)}")
     published = _paper_lookup(paper)
     tables = []
-    for context in _contexts(spec, shown, filters):
+    for context in _contexts(spec, shown, filters, names):
         keys = [key for key in shown if all(key[name] == value for name, value in context.items())]
         if keys:
-            table = _table(layout, context, keys, stats, changes_abs, published if compare else {}, statuses)
+            table = _table(layout, context, keys, stats, changes_abs, published if compare else {}, statuses, names)
             table.published_only, table.compare = published_only, compare
             table.citations = _citations(keys, published) if published_only or compare else []
             tables.append(table)
@@ -285,56 +340,50 @@ def _paper_lookup(paper: list[dict]) -> dict[tuple, tuple[float, str | None]]:
     return {_paper_key(row): (float(row["top1"]), row.get("citation")) for row in paper if row.get("top1") is not None}
 
 
-def _contexts(spec: Layout, shown: list[dict], filters: dict) -> list[dict]:
-    choices = [_context_values(name, {key[name] for key in shown}, filters) for name in spec.context]
+def _contexts(spec: Layout, shown: list[dict], filters: dict, names: Names) -> list[dict]:
+    choices = [_context_values(name, {key[name] for key in shown}, filters, names) for name in spec.context]
     return [dict(zip(spec.context, values, strict=True)) for values in product(*choices)]
 
 
-def _context_values(name: str, present: set, filters: dict) -> list:
+def _context_values(name: str, present: set, filters: dict, names: Names) -> list:
     """Which values of a context field get a table when the user did not choose one."""
     if name in filters:
         return [value for value in present if str(value) == str(filters[name])]
-    if name == "imputer" and "knn" in present:
-        present = {"knn"}  # Table IV: the KNN-imputed data, against the non-imputed baseline
-    if name in ("occlusion", "imputer") and present - {"none"}:
-        present = present - {"none"}  # nothing to impute on clean data; in protocols, none is the baseline
-    if name == "protocol" and "linear" in present:
-        present = {"linear"}
-    return sorted(present, key=lambda value: _rank(name, value))
-
-
-def _rank(name: str, value: Any) -> tuple:
-    if name == "stream":
-        return (str(value).count("+"), str(value))
-    order = ORDER.get(name, ())
-    return (order.index(value) if value in order else len(order), str(value))
+    if name == "occlusion" and present - {"none"}:
+        present = present - {"none"}  # nothing to impute on clean data
+    if name == "imputer" and {value for value in present if not names.identity(value)}:
+        present = {value for value in present if not names.identity(value)}  # in protocols, the baseline
+    if name == "protocol" and {value for value in present if names.headline(value)}:
+        present = {value for value in present if names.headline(value)}  # the paper's main tables': linear
+    return sorted(present, key=lambda value: names.rank(name, value))
 
 
 def _table(layout: str, context: dict, keys: list[dict], stats: dict, changes_abs: dict, published: dict,
-           statuses: dict) -> Table:
+           statuses: dict, names: Names) -> Table:
     spec = LAYOUTS[layout]
-    row_keys = _distinct(keys, spec.rows)
-    col_keys = _distinct(keys, spec.columns)
+    row_keys = _distinct(keys, spec.rows, names)
+    col_keys = _distinct(keys, spec.columns, names)
     # fields the layout does not lay out are the same in all its records (quality: no method, no protocol)
     fixed = {name: keys[0][name] for name in KEY if name not in (*spec.context, *spec.rows, *spec.columns)}
-    cells = [[_cell(fixed | context | row | col, spec, stats, changes_abs, published, statuses) for col in col_keys]
-             for row in row_keys]
-    return Table(layout, context, row_keys, col_keys, cells)
+    cells = [[_cell(fixed | context | row | col, spec, stats, changes_abs, published, statuses, names)
+              for col in col_keys] for row in row_keys]
+    return Table(layout, context, row_keys, col_keys, cells, names=names)
 
 
-def _distinct(keys: list[dict], fields: tuple[str, ...]) -> list[dict]:
+def _distinct(keys: list[dict], fields: tuple[str, ...], names: Names) -> list[dict]:
     unique = {tuple(key[name] for name in fields) for key in keys}
-    ordered = sorted(unique, key=lambda values: [_rank(*pair) for pair in zip(fields, values, strict=True)])
+    ordered = sorted(unique, key=lambda values: [names.rank(*pair) for pair in zip(fields, values, strict=True)])
     return [dict(zip(fields, values, strict=True)) for values in ordered]
 
 
-def _cell(key: dict, spec: Layout, stats: dict, changes_abs: dict, published: dict, statuses: dict) -> Cell:
+def _cell(key: dict, spec: Layout, stats: dict, changes_abs: dict, published: dict, statuses: dict,
+          names: Names) -> Cell:
     as_tuple = tuple(key[name] for name in KEY)
     cell = Cell(stats.get(as_tuple), change_abs=changes_abs.get(as_tuple), notes=statuses.get(as_tuple, []))
     if cell.stat is None and cell.notes:
         cell.status = "failed" if any(note["status"] == "failed" for note in cell.notes) else "submitted"
     cell.paper = published.get(_paper_key(key), (None, None))[0]
-    baseline = spec.baseline(key)
+    baseline = spec.baseline(key, names)
     if cell.stat and baseline:
         base = stats.get(tuple(baseline[name] for name in KEY))
         cell.change = cell.stat.mean - base.mean if base else None
@@ -403,27 +452,23 @@ def _signed(change: float, style: Style) -> str:
     return f"{'+' if change > 0 else style.minus}{abs(change):.2f} {arrow}"
 
 
-def _label(name: str, value: Any) -> str:
-    return LABELS.get(name, {}).get(value, str(value))
-
-
 def row_labels(table: Table) -> list[list[str]]:
     """The row-label columns: the paper's names (2s-CrosSCLR for two streams, IosPSTL in the summary)."""
     header = LAYOUTS[table.layout].header
     labels = []
     for key in table.row_keys:
-        names = {name: _label(name, key[name]) for name in header}
+        names = {name: table.names.label(name, key[name]) for name in header}
         if "method" in header:
-            names["method"] = _method_label(key, table.layout)
+            names["method"] = _method_label(key, table)
         labels.append([names[name] for name in header])
     return labels
 
 
-def _method_label(key: dict, layout: str) -> str:
-    if layout == "summary" and key["method"] == "opstl" and key["imputer"] == "knn":
-        return "IosPSTL"
+def _method_label(key: dict, table: Table) -> str:
+    if table.layout == "summary" and key["imputer"] in table.names.imputed_titles(key["method"]):
+        return table.names.imputed_titles(key["method"])[key["imputer"]]
     streams = str(key["stream"]).count("+") + 1
-    return (f"{streams}s-" if streams > 1 else "") + _label("method", key["method"])
+    return (f"{streams}s-" if streams > 1 else "") + table.names.label("method", key["method"])
 
 
 def title(table: Table, style: Style) -> str:
@@ -431,9 +476,14 @@ def title(table: Table, style: Style) -> str:
     for name, value in table.context.items():
         if name == "profile" and value == "paper":
             continue
-        text = TITLES.get(name, {}).get(value, _label(name, value))
-        parts.append({"occlusion": f"{text} occlusion", "imputer": f"{text} imputation",
-                      "profile": f"profile {text}"}.get(name, text) if value != "none" else text)
+        text = table.names.title(name, value)
+        if name == "imputer" and table.names.identity(value):
+            parts.append(text)
+        elif name == "occlusion" and value == "none":
+            parts.append(text)
+        else:
+            parts.append({"occlusion": f"{text} occlusion", "imputer": f"{text} imputation",
+                          "profile": f"profile {text}"}.get(name, text))
     if table.published_only:
         parts.append("published numbers")
     return style.escape(style.sep.join(parts))
@@ -496,7 +546,8 @@ def to_markdown(tables: list[Table]) -> str:
 
 def _column_titles(table: Table, joiner: str) -> list[str]:
     group, sub = LAYOUTS[table.layout].columns
-    return [f"{_label(group, key[group])}{joiner}{_label(sub, key[sub])}" for key in table.col_keys]
+    label = table.names.label
+    return [f"{label(group, key[group])}{joiner}{label(sub, key[sub])}" for key in table.col_keys]
 
 
 def _blank_repeats(labels: list[list[str]]) -> list[list[str]]:
@@ -537,10 +588,10 @@ def _latex_header(table: Table, label_columns: int) -> list[str]:
             spans.append([key[group], 1])
     tops, rules, start = [""] * label_columns, [], label_columns + 1
     for value, width in spans:
-        tops.append(rf"\multicolumn{{{width}}}{{c}}{{{_latex_escape(_label(group, value))}}}")
+        tops.append(rf"\multicolumn{{{width}}}{{c}}{{{_latex_escape(table.names.label(group, value))}}}")
         rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
         start += width
-    names = [*LAYOUTS[table.layout].header, *(_label(sub, key[sub]) for key in table.col_keys)]
+    names = [*LAYOUTS[table.layout].header, *(table.names.label(sub, key[sub]) for key in table.col_keys)]
     return [" & ".join(tops) + r" \\", " ".join(rules), " & ".join(map(_latex_escape, names)) + r" \\"]
 
 

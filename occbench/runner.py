@@ -23,6 +23,7 @@ import torch
 from occbench import distributed, encoders, paths, store
 from occbench.data.dataset import SkeletonDataset
 from occbench.errors import OccbenchError, brief, write_error
+from occbench.hookspecs import StageEvent
 from occbench.plan import Stage
 from occbench.plugins import load_plugins
 
@@ -166,7 +167,20 @@ def run_stage(stage: Stage, context: Context) -> dict:
                 return _compute(stage, context)
     result = output(stage, context)
     _copy_records(result, context.results, stage.cell.profile if stage.cell else None)
+    context.host.hook.occbench_stage_finished(event=stage_event(stage, result, cached=True))
     return result
+
+
+def stage_event(stage: Stage, result: dict | None = None, cached: bool = False) -> StageEvent:
+    """What the event hooks receive about `stage`; `result`: its output, once it has finished."""
+    cell = asdict(stage.cell) if stage.cell else None
+    if result is None:
+        return StageEvent(stage.kind, stage.key, stage.label, stage.settings, cell)
+    records = result.get("records", {})
+    records = tuple(records.values()) if isinstance(records, dict) else ()
+    output = {name: value for name, value in result.items() if name != "records"}
+    return StageEvent(stage.kind, stage.key, stage.label, stage.settings, cell, records, output,
+                      result.get("wall_seconds"), cached)
 
 
 @contextmanager
@@ -190,8 +204,7 @@ def _exclusive(stage: Stage, context: Context):
 
 
 def _compute(stage: Stage, context: Context) -> dict:
-    cell = asdict(stage.cell) if stage.cell else {"kind": stage.kind, "label": stage.label}
-    context.host.hook.occbench_cell_started(cell={**cell, "key": stage.key, "settings": stage.settings})
+    context.host.hook.occbench_stage_started(event=stage_event(stage))
     started = time.time()
     result = EXECUTORS[stage.kind](stage, context)
     result["wall_seconds"] = round(time.time() - started, 2)
@@ -209,7 +222,7 @@ def _compute(stage: Stage, context: Context) -> dict:
         store.write_record(record, context.results, name=name)
     _finish(stage, context, result)
     result = output(stage, context)
-    context.host.hook.occbench_cell_finished(cell={**cell, "key": stage.key}, result=result)
+    context.host.hook.occbench_stage_finished(event=stage_event(stage, result))
     return result
 
 
@@ -288,33 +301,38 @@ def _reuse(folder: Path, build) -> SkeletonDataset:
 
 def _impute(stage: Stage, context: Context) -> dict:
     from occbench.data.preprocess import preprocess
+    from occbench.impute import identity_imputer, registered_imputer
 
     s = stage.settings
     data = verified_output(stage.need("data"), context)
     raw, frames = SkeletonDataset(data["raw"]), SkeletonDataset(data["frames"])
-    imputer = context.host.imputers[s["imputer"]]
+    imputer = registered_imputer(context.host.imputers, s["imputer"])
     embed = None
-    if getattr(imputer, "needs_encoder", False):
+    if imputer.stage1_method(s["settings"]) is not None:  # the planner made the stage-1 pretraining a need
         encoder = load_stage_encoder(stage.need("pretrain"), context)
         embed = lambda part: embed_part(encoder, part, context.device)  # noqa: E731
     folder = stage.folder(context.work)
-    imputed = _reuse(folder / paths.RAW, lambda out: imputer(raw, frames, s["split"], out, s["settings"], s["seed"],
-                                                       embed=embed, progress=context.progress))
+    # a complete imputation left by a run killed before the stage was done is reused by the imputer
+    imputed = imputer(raw, frames, s["split"], folder / paths.RAW, s["settings"], s["seed"], embed=embed,
+                      progress=context.progress)
     imputed_frames = _reuse(folder / paths.FRAMES, lambda out: preprocess(
         imputed, out, frames=frames.frames, progress=context.progress))
+    baseline = identity_imputer(context.host.imputers)
     return {"raw": imputed.path, "frames": imputed_frames.path,
-            "quality": _quality(imputed, raw, s["split"], s["imputer"])}
+            "quality": _quality(imputed, raw, s["split"], s["imputer"], baseline)}
 
 
-def _quality(imputed: SkeletonDataset, occluded: SkeletonDataset, split: str, imputer: str) -> dict | None:
+def _quality(imputed: SkeletonDataset, occluded: SkeletonDataset, split: str, imputer: str,
+             baseline: str | None) -> dict | None:
     """The error on the occluded joints when the clean data is known (occbench occluded it), of the imputer
-    and of leaving the zeros (imputer none)."""
+    and of leaving the zeros, recorded under the name of the identity imputer `baseline` (not measured
+    when no identity imputer is installed: baseline None)."""
     from occbench.impute import ground_truth, imputation_error, quality_record
 
     if ground_truth(imputed) is None:
         return None
-    return {name: quality_record(imputation_error(data, split))
-            for name, data in (("none", occluded), (imputer, imputed))}
+    measured = ((baseline, occluded),) if baseline is not None else ()
+    return {name: quality_record(imputation_error(data, split)) for name, data in (*measured, (imputer, imputed))}
 
 
 def _quality_records(stage: Stage, context: Context, result: dict) -> dict[str, dict]:
@@ -326,8 +344,8 @@ def _quality_records(stage: Stage, context: Context, result: dict) -> dict[str, 
         metrics = {"mpjpe": quality["mpjpe"]["val"], "mpjpe_train": quality["mpjpe"]["train"],
                    "count": quality["count"]["val"], "per_joint": quality["per_joint"]["val"]}
         cell = {**asdict(stage.cell), "imputer": imputer, "stream": None}
-        # Leaving the zeros (imputer none) depends on the occluded data alone, whichever imputation
-        # stage measured it: its record names that stage only, so every imputer's stage makes the same one.
+        # Leaving the zeros (the identity imputer's record) depends on the occluded data alone, whichever
+        # imputation stage measured it: its record names that stage only, so every imputer's stage makes the same one.
         own = imputer == stage.settings["imputer"]
         config = {"impute": stage.settings if own else {"split": stage.settings["split"]},
                   "stages": {need.kind: need.key for need in ((stage, *stage.needs) if own else (data,))}}
@@ -462,7 +480,8 @@ def _record(stage: Stage, context: Context, result: dict) -> dict:
                                   global_batch=pretrain.settings["batch_size"], wall_seconds=result["wall_seconds"],
                                   threads={"pretrain": output(pretrain, context).get("threads"),
                                            "evaluate": torch.get_num_threads()})
-    return store.make_record(result_cell(stage, context), result["metrics"], config, provenance)
+    cell = result_cell(stage, context)
+    return store.make_record(cell, result["metrics"], config, provenance, context.host.labels(cell))
 
 
 def result_cell(stage: Stage, context: Context) -> dict:
@@ -477,7 +496,8 @@ def note_failure(failed: Stage, error: BaseException, stages: list[Stage], conte
     it needs) kept from being computed: `occbench table` shows them as failed, with why and the log."""
     for stage in stages:
         if stage.kind == "evaluate" and failed.key in {s.key for s in (stage, *stage.upstream())}:
-            note = store.make_note(result_cell(stage, context), "failed", f"{failed.label}: {error}", log)
+            cell = result_cell(stage, context)
+            note = store.make_note(cell, "failed", f"{failed.label}: {error}", log, labels=context.host.labels(cell))
             store.write_note(note, context.results)
 
 

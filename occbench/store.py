@@ -1,6 +1,7 @@
 """Result records: one JSON file per finished benchmark cell, written atomically, loaded in one call.
 
-A record (``"schema": 1``) has four parts::
+A record (``"schema": 1``) has four parts, and optionally ``labels`` (how its plugins name its method,
+imputer and protocol in tables; see `make_record`)::
 
     {"schema": 1,
      "cell":       {"method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile"},
@@ -64,9 +65,11 @@ class RecordWarning(UserWarning):
 # ---------------------------------------------------------------------------------------------- build
 
 
-def make_record(cell: dict, metrics: dict, config: dict | None, provenance: dict) -> dict:
+def make_record(cell: dict, metrics: dict, config: dict | None, provenance: dict, labels: dict | None = None) -> dict:
     """A schema-1 record from its parts; missing metric fields are null so every record of a kind has the
-    same keys."""
+    same keys. `labels`: how the plugins of its method, imputer and protocol name them in tables
+    ({"method": {"title", "citation", "order", "imputed_titles"}, "imputer": {"title", "order", "identity"},
+    "protocol": {"title", "label", "order"}}), so that `occbench table` needs no plugin."""
     fields = QUALITY_FIELDS if cell.get("protocol") == QUALITY_PROTOCOL else METRIC_FIELDS
     if fields[0] not in metrics:
         raise OccbenchError(f"record metrics lack {fields[0]!r}")
@@ -80,6 +83,8 @@ def make_record(cell: dict, metrics: dict, config: dict | None, provenance: dict
         "config": config,
         "provenance": dict(provenance),
     }
+    if labels:
+        record["labels"] = labels
     check_record(record)
     return record
 
@@ -97,6 +102,9 @@ def check_record(record: Any) -> None:
     for part in ("cell", "metrics", "provenance"):
         if not isinstance(record.get(part), dict):
             raise OccbenchError(f"record has no '{part}' object")
+    labels = record.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(value, dict) for value in labels.values()):
+        raise OccbenchError("record labels: expected a mapping of method/imputer/protocol to their labels")
     missing = [field for field in CELL_FIELDS if field not in record["cell"]]
     if missing:
         raise OccbenchError(f"record cell lacks {', '.join(missing)}")
@@ -116,12 +124,15 @@ def check_record(record: Any) -> None:
             raise OccbenchError(f"record metric {name} is {value!r}: expected a finite number (or null)")
 
 
-def make_note(cell: dict, status: str, error: str, log: str | None, config: dict | None = None) -> dict:
+def make_note(cell: dict, status: str, error: str, log: str | None, config: dict | None = None,
+              labels: dict | None = None) -> dict:
     """A status note for `cell`, which has no result: failed (error says why) or submitted to Slurm."""
     note = {"schema": SCHEMA, "cell": {field: cell.get(field) for field in CELL_FIELDS}, "metrics": {},
             "status": status, "error": error, "log": None if log is None else str(log), "config": config,
             "provenance": {"source": "occbench", "occbench": __version__,
                            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+    if labels:
+        note["labels"] = labels
     check_record(note)
     return note
 
@@ -319,6 +330,8 @@ def _flatten(record: dict) -> dict:
     row |= {field: origin.get(field) for field in PROVENANCE_COLUMNS}
     row |= {field: record.get(field) for field in ("status", "error", "log")}
     row["path"] = record.get("path")
+    for name, labels in (record.get("labels") or {}).items():
+        row[f"{name}_labels"] = labels
     return row
 
 

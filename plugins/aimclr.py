@@ -75,6 +75,9 @@ def mined_positives(*logits: torch.Tensor, topk: int = 1) -> torch.Tensor:
 
 class AimCLR(MoCoMethod):
     name = "aimclr"
+    title = "AimCLR"
+    citation = "Guo et al., AAAI 2022"
+    order = 30
     requires = ("feature_map",)  # EADM drops from the feature map before pooling
     defaults = {
         **MoCoMethod.defaults,

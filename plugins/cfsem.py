@@ -72,7 +72,10 @@ def shuffle_segments(x: torch.Tensor, mask: torch.Tensor, segments: int, generat
 
 class CFSEM(Method):
     name = "cfsem"
-    linear_recipe = "pstl"  # PSTL's probe, as the rest of PSTL's machinery
+    title = "CFSEM"
+    citation = "Park & Kim, IEEE Access 2025"
+    order = 60
+    recipes: ClassVar[dict] = {"linear": "pstl"}  # PSTL's probe, as the rest of PSTL's machinery
     defaults: ClassVar[dict] = {"projector_dim": 6144, "lambd": 2e-4, "shear_amplitude": 1.0, "body_joints": 8,
                                 "parts": 1, "segments": 3}
     schema: ClassVar[dict] = {"projector_dim": integer(1), "lambd": number(0), "shear_amplitude": number(0),

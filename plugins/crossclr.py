@@ -68,6 +68,9 @@ def cross_view_loss(
 
 class CrosSCLR(MoCoMethod):
     name = "crossclr"
+    title = "CrosSCLR"
+    citation = "Li et al., CVPR 2021"
+    order = 20
     streams = ("joint", "motion")
     defaults = {
         **MoCoMethod.defaults,
@@ -129,6 +132,7 @@ class CrosSCLR3s(CrosSCLR):
     """3s-CrosSCLR: joint, motion and bone; each stream mines with both partners."""
 
     name = "crossclr3s"
+    order = 25  # after the 2-stream model of the paper
     streams = ("joint", "motion", "bone")
 
 

@@ -1,76 +1,256 @@
-"""The built-in imputers: none, random and the cluster-agnostic KNN imputer (see ``occbench.impute``).
+"""The built-in imputers, on the imputer contract (``occbench.impute.Imputer``): none, random and the
+cluster-agnostic KNN imputer.
 
-Every imputer is an object with
+none
+    The occluded data as it is (an identity imputer): occluded joints stay 0 and not visible in the
+    mask; nothing is copied.
 
-* ``name``, ``defaults`` (its settings and their default values) and ``needs_encoder``: True when it
-  wants embeddings from a stage-1 encoder pretrained on the occluded data (the runner then schedules
-  that pretraining first and passes ``embed``);
-* ``__call__(raw, frames, split, out, settings=None, seed=0, embed=None, progress=False,
-  overwrite=False) -> SkeletonDataset``: fills the occluded joints of one split and returns the new
-  dataset written at ``out`` (the split's training then validation samples, ``mask`` = visible or
-  imputed, an ``imputed`` array marking the filled joints). raw: the occluded raw-length camera-space
-  dataset, or None to impute ``frames`` itself; frames: the occluded preprocessed (50-frame) dataset
-  whose samples are embedded; embed(part) -> (len(part), D) embeddings of an ``occbench.data.dataset.Part``
-  of ``frames`` (called on chunks of a split, in order). The caller re-runs the mask-aware
-  preprocessing on the result (``occbench.impute.impute_and_preprocess`` does both).
+random (the paper's ablation "random imputer", defined here)
+    ``variant="donor"`` (default): each occluded joint takes the x, y, z of one training sample of the
+    same split, drawn uniformly among the training samples in which that joint (same frame, same body
+    slot) is observed: random donors instead of nearest donors. ``variant="uniform"``: each coordinate is
+    drawn uniformly within [min, max] of that coordinate axis of that joint over all observed training
+    values (pooled over frames and bodies). Validation samples are filled from training samples only.
+    Seeded by (seed, split).
 
-knn's ``stage1_method`` setting tells the planner whose stage-1 encoder gives the embeddings: "opstl"
-(default, as in the paper: one imputed dataset per dataset, split and seed, made with the stage-1 OPSTL
-encoder pretrained on the non-imputed occluded data and shared by every method) or another method's.
+knn (the cluster-agnostic KNN imputer, paper §III-D, without the published script's bugs)
+    ``job.embed`` (the runner's stage-1 encoder of ``stage1_method``, called on ``Part``s of the
+    preprocessed occluded dataset, a chunk of samples at a time; without one, a seeded Gaussian random
+    projection of the mask-aware preprocessed coordinates, ``occbench.impute.projection_embed``) embeds
+    the split's samples. KMeans on the training embeddings (k = number of classes unless ``clusters`` is
+    a number; k-means++, one init, ``max_iter`` 100, seeded); validation samples go to the cluster
+    ``kmeans.predict`` gives them. Per cluster, one ``knn_core`` call fills the training and validation
+    samples from that cluster's training samples (validation samples never donate; every cluster uses
+    its own donors, unlike the published script, which left every test sample with the last cluster's).
+    The x, y, z of a joint share one mask, so they share one donor selection (exactly what per-column
+    KNN gives, since a donor that has the joint has all three). A joint position no training sample of
+    the cluster observes is filled from the nearest clusters (by centroid distance) that observe it, with
+    the same KNN rule. Clusters are read one at a time, so memory holds one cluster (plus one fallback
+    cluster), never the split.
+
+``stage1_method`` tells the planner whose stage-1 encoder gives the embeddings: "opstl" (default, as in
+the paper: one imputed dataset per dataset, split and seed, made with the stage-1 OPSTL encoder
+pretrained on the non-imputed occluded data and shared by every method) or another method's.
 """
 
 from __future__ import annotations
 
+import zlib
+
+import numpy as np
+import torch
+
+from occbench.data.ntu import MAX_BODIES, NUM_JOINTS
+from occbench.errors import OccbenchError
 from occbench.hookspecs import hookimpl
-from occbench.impute import KNN_DEFAULTS, RANDOM_DEFAULTS, impute_split
-from occbench.impute import check_settings as resolve_settings
+from occbench.impute import (
+    EMBED_DIM,
+    ImputeJob,
+    Imputer,
+    default_device,
+    is_preprocessed,
+    knn_core,
+    knn_inputs,
+    projection_embed,
+)
+from occbench.settings import ANY, integer, one_of, text
 
 
-class _Imputer:
-    name = ""
-    defaults: dict = {}
-    needs_encoder = False
-
-    def __call__(self, raw, frames, split, out, settings=None, seed=0, embed=None, progress=False,
-                 overwrite=False):
-        settings = resolve_settings(self.name, settings)
-        source = raw if raw is not None else frames
-        return impute_split(source, frames, split, out, self.name, settings, seed, embed, progress, overwrite)
-
-    def check_settings(self, settings: dict) -> None:
-        """Called when a grid is planned: an unknown or ill-typed setting fails before anything runs."""
-        resolve_settings(self.name, settings)
-
-    def __repr__(self) -> str:
-        return f"<imputer {self.name}>"
-
-
-class NoImputer(_Imputer):
+class NoImputer(Imputer):
     """The occluded data as it is: occluded joints stay 0 and not visible in the mask; nothing is copied."""
 
     name = "none"
-
-    def __call__(self, raw, frames, split, out, settings=None, seed=0, embed=None, progress=False,
-                 overwrite=False):
-        resolve_settings(self.name, settings)
-        return raw if raw is not None else frames
+    identity = True
+    title = "no imputation"
+    order = 10
 
 
-class RandomImputer(_Imputer):
+class RandomImputer(Imputer):
     """Each occluded joint from a training sample of the split drawn at random among those that observe
     it (variant "donor"), or uniform within the training range of each coordinate (variant "uniform")."""
 
     name = "random"
-    defaults = RANDOM_DEFAULTS
+    title = "random donors"
+    citation = "Chen et al. (IosPSTL), ablation"
+    order = 20
+    defaults = {"variant": "donor"}
+    schema = {"variant": one_of("donor", "uniform")}
+
+    def fill(self, job: ImputeJob) -> dict:
+        """Every row's cells at once, window of frames after window (`job.frame_windows`): the draws follow
+        the cells in (row, frame, joint, body) order within each window, and only the donors' cells are read."""
+        variant = job.settings["variant"]
+        rng = np.random.default_rng([job.seed, zlib.crc32(job.split.encode())])
+        if variant == "uniform":
+            lo, hi = _training_range(job)
+        everyone = job.rows()
+        filled = unfilled = 0
+        for window in job.frame_windows():
+            block = job.read(everyone, window, data=False)
+            cell_row, ct, cv, cm = np.nonzero(block.target)
+            if len(cell_row) == 0:
+                continue
+            if variant == "uniform":
+                ok = np.isfinite(lo[0, cv])
+                values = lo[:, cv].T + rng.random((len(cell_row), 3)) * (hi[:, cv].T - lo[:, cv].T)
+            else:
+                ok, values = _random_donors(job, block, window, (ct, cv, cm), rng)
+            keep = np.flatnonzero(ok)
+            unfilled += len(cell_row) - len(keep)
+            filled += len(keep)
+            if len(keep):
+                job.write_cells(cell_row[keep], window.start + ct[keep], cv[keep], cm[keep], values[keep])
+        return {"variant": variant, "filled": int(filled), "unfilled": int(unfilled)}
 
 
-class KnnImputer(_Imputer):
+def _random_donors(job: ImputeJob, block, window: slice, cells: tuple, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(whether a training sample observes it, the x, y, z of one drawn uniformly among those that do) for
+    each cell (frame in the window, joint, body) of the block's target, in order."""
+    n_train = job.n_train
+    seen = block.observed[:n_train].reshape(n_train, -1)  # (n_train, positions)
+    count = seen.sum(0)
+    flat = np.ravel_multi_index(cells, block.observed.shape[1:])
+    ok = count[flat] > 0
+    draw = (rng.random(len(flat)) * np.maximum(count[flat], 1)).astype(np.int64)
+    _, sample_of = np.nonzero(seen.T)  # the observers of each position, position after position
+    first = np.cumsum(count) - count
+    donor = sample_of[np.minimum(first[flat] + draw, max(len(sample_of) - 1, 0))] if len(sample_of) else draw
+    values = np.zeros((len(flat), 3), np.float32)
+    if ok.any():  # the donors' cells, read from the source
+        t, v, m = (axis[ok] for axis in cells)
+        values[ok] = job.source.data[job.train[donor[ok]], :, window.start + t, v, m]
+    return ok, values
+
+
+def _training_range(job: ImputeJob) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) of each coordinate axis of each joint over the observed training values, (3, 25) each
+    (inf and -inf for a joint no training sample observes)."""
+    lo = np.full((3, NUM_JOINTS), np.inf)
+    hi = np.full((3, NUM_JOINTS), -np.inf)
+    for rows in job.chunks("train"):
+        block = job.read(rows)
+        seen = block.observed[:, None]  # (n, 1, T, 25, 2)
+        lo = np.minimum(lo, np.where(seen, block.data, np.inf).min(axis=(0, 2, 4)))
+        hi = np.maximum(hi, np.where(seen, block.data, -np.inf).max(axis=(0, 2, 4)))
+    return lo, hi
+
+
+class ClusterCount:
+    """The rule of knn's `clusters`: a whole number >= 1, or "num_class" (the dataset's number of classes,
+    the paper's choice)."""
+
+    def check(self, key: str, value) -> None:
+        if value != "num_class" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise OccbenchError(f'{key}={value!r}: expected an integer >= 1 or "num_class"')
+
+
+class KnnImputer(Imputer):
     """KMeans on stage-1 embeddings, then distance-weighted KNN (nan-euclidean) inside each cluster;
     validation samples are filled from the training samples of their predicted cluster only."""
 
     name = "knn"
-    defaults = KNN_DEFAULTS
-    needs_encoder = True
+    title = "cluster-agnostic KNN imputer"
+    citation = "Chen et al. (IosPSTL)"
+    order = 30
+    # stage1_method: whose stage-1 encoder gives the embeddings; device: where the KNN core runs (None:
+    # CUDA when there is one)
+    defaults = {"n_neighbors": 5, "clusters": "num_class", "max_iter": 100, "stage1_method": "opstl", "device": None}
+    schema = {"n_neighbors": integer(1), "clusters": ClusterCount(), "max_iter": integer(1), "stage1_method": text(),
+              "device": ANY}
+
+    def stage1_method(self, settings: dict) -> str:
+        return self.resolve(settings)["stage1_method"]
+
+    def fill(self, job: ImputeJob) -> dict:
+        from sklearn.cluster import KMeans
+        from tqdm import tqdm
+
+        settings, n_train = job.settings, job.n_train
+        if n_train == 0:
+            raise OccbenchError(f"{job.source.path}: the split has no training samples to donate")
+        dev = default_device(settings["device"])
+        k = settings["n_neighbors"]
+        embedding = "encoder" if job.embed is not None else f"random projection ({EMBED_DIM}-d), no encoder given"
+        embed = job.embed or projection_embed(job.seed, preprocess_frames=None if is_preprocessed(job.frames) else 50)
+        emb_train = job.embeddings(job.rows("train"), embed)
+        emb_val = (job.embeddings(job.rows("val"), embed) if len(job.val)
+                   else np.zeros((0, emb_train.shape[1]), np.float32))
+        wanted = job.source.num_class if settings["clusters"] == "num_class" else settings["clusters"]
+        clusters = min(wanted, n_train)
+        kmeans = KMeans(n_clusters=clusters, n_init=1, max_iter=settings["max_iter"], random_state=job.seed)
+        label_train = kmeans.fit_predict(emb_train.astype(np.float64))
+        label_val = kmeans.predict(emb_val.astype(np.float64)) if len(job.val) else np.zeros(0, np.int64)
+        centres = kmeans.cluster_centers_
+        near = np.argsort(((centres[:, None] - centres[None]) ** 2).sum(-1), axis=1, kind="stable")
+        # which joint positions each cluster's training samples observe (masks only)
+        cover = np.zeros((clusters, job.source.frames * NUM_JOINTS * MAX_BODIES), bool)
+        for rows in job.chunks("train", masks_only=True):
+            observed = job.read(rows, data=False).observed.reshape(len(rows), -1)
+            labels = label_train[rows]
+            for c in np.unique(labels):
+                cover[c] |= observed[labels == c].any(0)
+        sizes = np.bincount(label_train, minlength=clusters).tolist()
+        stats = {"clusters": clusters, "n_neighbors": k, "embedding": embedding, "filled": 0, "by_mean": 0,
+                 "by_other_clusters": 0, "unfilled": 0, "cluster_sizes": sizes}
+        bar = tqdm(range(clusters), desc="knn impute", unit="cluster", disable=None if job.progress else True,
+                   leave=False)
+        for c in bar:
+            own = np.flatnonzero(label_train == c)
+            rows = np.concatenate([own, n_train + np.flatnonzero(label_val == c)])
+            if len(rows) == 0:
+                continue
+            block = job.read(rows)
+            values, observed, target = knn_inputs(block, dev)
+            filled = torch.zeros_like(target)
+            if bool(target.any()):
+                receivers = torch.arange(len(rows), device=dev)
+                itself = torch.where(receivers < len(own), receivers, -1)  # training receivers are donors too
+                ri, pos, vals, how = knn_core(values, observed, target, values[: len(own)], observed[: len(own)], k,
+                                              itself=itself)
+                done = how > 0
+                values[ri[done], :, pos[done]] = vals[done]
+                filled[ri[done], pos[done]] = True
+                stats["by_mean"] += int((how == 1).sum())
+                left = ~done
+                if bool(left.any()):
+                    moved = _from_other_clusters(job, label_train, near[c], c, cover, values, observed, ri[left],
+                                                 pos[left], filled, k)
+                    stats["by_other_clusters"] += moved
+                    stats["unfilled"] += int(left.sum()) - moved
+            stats["filled"] += int(filled.sum())
+            data = values.to(torch.float32).cpu().numpy().reshape(block.data.shape)
+            job.write(rows, data, filled.cpu().numpy().reshape(block.target.shape))
+        return stats
+
+
+def _from_other_clusters(job, label_train, order, c, cover, values, observed, rows, pos, filled, k) -> int:
+    """Fill the cells (rows, pos) of cluster c (order: the clusters by centroid distance from it) that none
+    of its training samples observes, from the nearest clusters that observe each
+    position (the same KNN rule), in `values` and `filled`. Returns how many it filled."""
+    dev = values.device
+    pos_np = pos.cpu().numpy()
+    choice = np.full(len(pos_np), -1)
+    for other in order:
+        if other == c:
+            continue
+        pick = (choice < 0) & cover[other, pos_np]
+        choice[pick] = other
+        if (choice >= 0).all():
+            break
+    moved = 0
+    for other in np.unique(choice[choice >= 0]):
+        sel = torch.from_numpy(choice == other).to(dev)
+        cell_rows, cell_pos = rows[sel], pos[sel]
+        receivers, local = torch.unique(cell_rows, return_inverse=True)
+        fill = torch.zeros(len(receivers), observed.shape[1], dtype=torch.bool, device=dev)
+        fill[local, cell_pos] = True
+        donors, donors_observed, _ = knn_inputs(job.read(np.flatnonzero(label_train == other)), dev)
+        ri, p, vals, how = knn_core(values[receivers], observed[receivers], fill, donors, donors_observed, k)
+        done = how > 0
+        values[receivers[ri[done]], :, p[done]] = vals[done]
+        filled[receivers[ri[done]], p[done]] = True
+        moved += int(done.sum())
+    return moved
 
 
 IMPUTERS = (NoImputer(), RandomImputer(), KnnImputer())

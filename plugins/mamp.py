@@ -33,7 +33,10 @@ from occbench_plugins.skeletonmae import MAE_PAPER, MAE_QUICK
 
 class MAMP(MaskedAutoencoder):
     name = "mamp"
-    linear_recipe = "mae"
+    title = "MAMP"
+    citation = "Mao et al., ICCV 2023"
+    order = 80
+    recipes: ClassVar[dict] = {"linear": "mae"}
     defaults: ClassVar[dict] = {**MaskedAutoencoder.defaults, "temperature": 0.8}
     schema: ClassVar[dict] = {**MaskedAutoencoder.schema, "temperature": number(0, above=True)}
     profiles: ClassVar[dict] = {"paper": {**MAE_PAPER, "temperature": 0.8}, "quick": MAE_QUICK}

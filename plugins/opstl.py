@@ -44,6 +44,10 @@ def frequency_degrees(missing_counts: torch.Tensor) -> torch.Tensor:
 
 class OPSTL(PSTL):
     name = "opstl"
+    title = "OPSTL"
+    citation = "Chen et al. (IosPSTL)"
+    order = 50
+    imputed_titles: ClassVar[dict] = {"knn": "IosPSTL"}  # the paper's IosPSTL: OPSTL on KNN-imputed data
     defaults: ClassVar[dict] = {**PSTL.defaults, "mask_joint": 9}
     profiles: ClassVar[dict] = {**PSTL.profiles, "paper": {**PSTL.profiles["paper"], "mask_joint": 9}}
 

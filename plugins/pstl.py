@@ -99,6 +99,10 @@ def barlow_twins_projector(in_dim: int, dim: int) -> nn.Sequential:
 
 class PSTL(Method):
     name = "pstl"
+    title = "PSTL"
+    citation = "Zhou et al., AAAI 2023"
+    order = 40
+    recipes: ClassVar[dict] = {"linear": "pstl"}  # PSTL's published probe (Adam, cosine, 150 epochs)
     requires = ("ignore_joints",)
     defaults: ClassVar[dict] = {"projector_dim": 6144, "lambd": 2e-4, "mask_joint": 8, "mask_frame": 10,
                                 "shear_amplitude": 1.0}

@@ -13,6 +13,9 @@ from occbench.settings import number
 
 class SkeletonCLR(MoCoMethod):
     name = "skeletonclr"
+    title = "SkeletonCLR"
+    citation = "Li et al., CVPR 2021"
+    order = 10
     defaults = {**MoCoMethod.defaults, "shear_amplitude": 0.5}
     schema = {**MoCoMethod.schema, "shear_amplitude": number(0)}
 

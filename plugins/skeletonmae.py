@@ -53,7 +53,10 @@ MAE_QUICK = {
 
 class SkeletonMAE(MaskedAutoencoder):
     name = "skeletonmae"
-    linear_recipe = "mae"  # MAMP's probe (the catalogue's protocols.linear.mae)
+    title = "SkeletonMAE"
+    citation = "Wu et al., ICME workshops 2023"
+    order = 70
+    recipes: ClassVar[dict] = {"linear": "mae"}  # MAMP's probe (the catalogue's protocols.linear.mae)
     defaults: ClassVar[dict] = {**MaskedAutoencoder.defaults, "frame_share": 0.5}
     schema: ClassVar[dict] = {**MaskedAutoencoder.schema, "frame_share": number(0, 1)}
     profiles: ClassVar[dict] = {"paper": {**MAE_PAPER, "frame_share": 0.5}, "quick": MAE_QUICK}

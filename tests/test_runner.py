@@ -48,6 +48,85 @@ def test_a_third_party_method_runs_through_the_grid(tiny_grid, capsys):
     assert "tinyclr" in capsys.readouterr().out.lower()
 
 
+def test_event_hooks_see_every_stage_with_its_kind_and_the_stored_records(tiny_grid, monkeypatch):
+    tmp_path, _, args = tiny_grid
+    args[args.index("--imputers") + 1] = "none,random"
+    args[args.index("--seeds") + 1] = "0"
+    log = tmp_path / "events.jsonl"
+    monkeypatch.setenv("TINY_EVENTS", str(log))
+    assert main(args) == 0
+    finished = [json.loads(line) for line in log.read_text().splitlines()]
+    plan = events(tmp_path, "started")
+    assert sorted(e["kind"] for e in finished) == ["data", "evaluate", "evaluate", "impute", "pretrain", "pretrain"]
+    assert [e["key"] for e in finished] == [key for _, key, _ in events(tmp_path, "started")] and len(plan) == 6
+    assert not any(e["cached"] for e in finished) and all(e["seconds"] >= 0 for e in finished)
+    stored = {p.name: json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")}
+    for event in finished:
+        assert event["label"].startswith(event["kind"]) and event["settings"]
+        if event["kind"] == "evaluate":  # its record, as stored
+            assert event["cell"]["method"] == "tinyclr" and event["record"] in stored.values()
+            assert event["records"] == [event["record"]]
+        elif event["kind"] == "impute":  # the imputer's quality, and leaving the zeros beside it
+            assert event["cell"]["imputer"] == "random" and event["record"]["cell"]["imputer"] == "random"
+            assert sorted(r["cell"]["imputer"] for r in event["records"]) == ["none", "random"]
+        else:
+            assert event["cell"] is None and event["record"] is None and event["records"] == []
+        assert "wall_seconds" in event["output"]
+    # a second run reuses every stage: one finished event each, marked cached, and nothing started
+    log.unlink()
+    assert main(args) == 0
+    again = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(e["key"] for e in again) == sorted(e["key"] for e in finished) and all(e["cached"] for e in again)
+    assert len(events(tmp_path, "started")) == 6
+
+
+DATASET_PLUGIN = """
+    import os
+
+    from occbench.hookspecs import hookimpl
+
+
+    class Mini:
+        title = "a prepared folder that a plugin provides"
+        splits = ["xsub"]
+
+        def folder(self):
+            return os.environ["MINI_FOLDER"]
+
+
+    @hookimpl
+    def occbench_register_datasets(registry):
+        registry.add("mini", Mini())
+        registry.remove("ntu120")
+"""
+
+
+def test_a_plugin_adds_a_dataset_and_removes_one(tiny_grid, third_party, monkeypatch, capsys):
+    from occbench.data.embedded import embedded_datasets
+    from occbench.data.synth import SynthConfig
+
+    tmp_path, _, args = tiny_grid
+    third_party("occbench-mini", "occbench_mini", DATASET_PLUGIN)
+    clean = embedded_datasets(home=tmp_path / "made", config=SynthConfig(classes=4, subjects=4, setups=2,
+                                                                           replications=1, min_frames=30,
+                                                                           max_frames=40))["raw"]
+    monkeypatch.setenv("MINI_FOLDER", str(clean.path))
+    args[args.index("--seeds") + 1] = "0"
+    assert main([*args[:1], "--datasets", "mini/xsub", *args[1:]]) == 0
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    assert record["cell"]["dataset"] == "mini" and 0 <= record["metrics"]["top1"] <= 100
+    capsys.readouterr()
+    assert main([*args[:1], "--datasets", "ntu120/xsub", *args[1:]]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'ntu120': choose from " in err
+    assert set(err.split("choose from ")[1].strip().split(", ")) == {"synthetic", "ntu60", "mini"}
+    monkeypatch.setenv("MINI_FOLDER", str(tmp_path / "nowhere"))
+    assert main([*args[:1], "--datasets", "mini/xsub", *args[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("which is not a prepared dataset (no meta.json); prepare it with `occbench data prepare`, "
+                        "or pass --data mini=DIR") and len(err.splitlines()) == 1
+
+
 def test_dry_run_lists_the_plan(tiny_grid, capsys):
     _, _, args = tiny_grid
     assert main([*args, "--dry-run"]) == 0
@@ -194,7 +273,7 @@ def test_the_run_ends_with_a_table_per_protocol(tiny_grid, capsys):
     args.insert(args.index("--cfg-options"), "linear,knn")
     assert main(args) == 0
     tables = [line for line in capsys.readouterr().out.splitlines() if line.startswith("**Top-1")]
-    assert len(tables) == 2 and "linear evaluation" in tables[0] and "· knn ·" in tables[1]
+    assert len(tables) == 2 and "linear evaluation" in tables[0] and "· kNN on features" in tables[1]
 
 
 def test_cells_that_cfg_options_change_name_them_and_stay_apart_in_tables(tiny_grid, capsys):

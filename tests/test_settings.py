@@ -49,7 +49,7 @@ BAD = [
                                                 "methods.mamp.protocols.finetune?"),
     ("methods.mamp.protocols.finetune.layer_decay=0", "methods.mamp.protocols.finetune.layer_decay=0: out of range"),
     ("methods.mamp.protocols=3", "methods.mamp.protocols=3: expected a mapping"),
-    ("imputers.knn.k=3", "imputers.knn: unknown setting 'k'"),
+    ("imputers.knn.k=3", "imputers.knn.k: unknown setting (imputers.knn has clusters, device, max_iter"),
     ("imputers.knnn.n_neighbors=3", "imputers.knnn: unknown imputer; did you mean imputers.knn?"),
     ("pretrain.optimizer.betas=[0.9]", "pretrain.optimizer.betas: unknown setting"),  # SGD has no betas
     # wrong types
@@ -80,7 +80,7 @@ BAD = [
     ("methods.pstl.pretrain.optimizer.lr=0", "methods.pstl.pretrain.optimizer.lr=0: out of range"),
     ("protocols.semi1.label_fraction=0", "protocols.semi1.label_fraction=0: out of range"),
     ("protocols.knn.k=0", "protocols.knn.k=0: out of range"),
-    ("imputers.knn.n_neighbors=0", "imputers.knn: n_neighbors 0: give a whole number >= 1"),
+    ("imputers.knn.n_neighbors=0", "imputers.knn.n_neighbors=0: out of range; expected an integer >= 1"),
     ("pretrain.optimizer.lr=1e999", "pretrain.optimizer.lr=inf: expected a finite number"),
 ]
 

@@ -74,20 +74,28 @@ TINY = """
         registry.add("tinyclr", TinyCLR)
 
 
-    def _log(event, cell):
+    def _log(what, event):
         if os.environ.get("TINY_LOG"):
             with open(os.environ["TINY_LOG"], "a") as log:
-                log.write(f"{event} {cell.get('kind', 'evaluate')} {cell['key']} {os.getpid()}\\n")
+                log.write(f"{what} {event.kind} {event.key} {os.getpid()}\\n")
 
 
     @hookimpl
-    def occbench_cell_started(cell):
-        _log("started", cell)
+    def occbench_stage_started(event):
+        _log("started", event)
 
 
     @hookimpl
-    def occbench_cell_finished(cell, result):
-        _log("finished", cell)
+    def occbench_stage_finished(event):
+        _log("reused" if event.cached else "finished", event)
+        if os.environ.get("TINY_EVENTS"):  # the whole event, as a plugin sees it
+            import json
+
+            with open(os.environ["TINY_EVENTS"], "a") as log:
+                log.write(json.dumps({"kind": event.kind, "key": event.key, "label": event.label,
+                                      "settings": event.settings, "cell": event.cell, "records": event.records,
+                                      "record": event.record, "seconds": event.seconds, "cached": event.cached,
+                                      "output": sorted(event.output)}, default=str) + "\\n")
 """
 
 OVERRIDES = ["pretrain.epochs=2", "data.batch_size=16", "protocols.linear.torchlight.epochs=4",

