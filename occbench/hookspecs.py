@@ -57,12 +57,12 @@ def occbench_register_protocols(registry) -> None:
 def occbench_register_datasets(registry) -> None:
     """Add datasets: ``registry.add("name", dataset)``, or take one away: ``registry.remove("name")``.
 
-    ``dataset`` is an ``occbench.catalogue.DatasetProvider``: its ``title``, ``splits`` and a
-    ``folder()`` that returns a prepared dataset (``occbench data prepare``'s layout, at its recorded
-    length in camera space). The grid then occludes and preprocesses it as it does a prepared NTU; a
-    folder given with ``--data NAME=DIR`` replaces the provider's. A dataset of the catalogue
-    (``registry.yaml``) is in the registry before any plugin's hook runs; removals apply after every
-    plugin has registered, so a plugin can remove a dataset whoever added it.
+    ``dataset`` is any object with a ``title``, its ``splits`` (a list of names) and a ``folder()`` that
+    returns a prepared dataset (``occbench data prepare``'s layout, at its recorded length in camera
+    space; ``occbench.plan.available_datasets`` reads them). The grid then occludes and preprocesses it as
+    it does a prepared NTU; a folder given with ``--data NAME=DIR`` replaces the provider's. Removals
+    apply after every plugin has registered, to the plugins' datasets and to the catalogue's
+    (``registry.yaml``), so a plugin can remove a dataset whoever added it.
     """
 
 

@@ -61,6 +61,7 @@ class Names:
     A record without them (written before they were recorded) shows its bare names."""
 
     info: dict[tuple[str, Any], dict] = field(default_factory=dict)
+    baseline: Any = None  # the imputer that leaves the data as it is, when the records have one
 
     @classmethod
     def of(cls, rows: list[dict]) -> Names:
@@ -70,7 +71,8 @@ class Names:
                 labels = row.get(f"{name}_labels")
                 if isinstance(labels, dict) and row.get(name) is not None:
                     info.setdefault((name, row[name]), labels)
-        return cls(info)
+        identities = (value for (name, value), own in info.items() if name == "imputer" and own.get("identity"))
+        return cls(info, next(identities, None))
 
     def label(self, name: str, value: Any) -> str:
         if name in NAMED_BY_PLUGINS:
@@ -95,10 +97,6 @@ class Names:
     def identity(self, imputer: Any) -> bool:
         """Whether the imputer leaves the occluded data as it is (no imputation: the baseline)."""
         return bool(self.info.get(("imputer", imputer), {}).get("identity"))
-
-    def baseline_imputer(self) -> Any:
-        return next((value for (name, value), own in self.info.items() if name == "imputer" and own.get("identity")),
-                    None)
 
     def headline(self, protocol: Any) -> bool:
         """Whether the protocol is the one the imputers and summary layouts show when none is chosen."""
@@ -127,8 +125,7 @@ class Layout:
 
 
 def _against_none(key: dict, names: Names) -> dict | None:
-    baseline = names.baseline_imputer()
-    return None if baseline is None or names.identity(key["imputer"]) else key | {"imputer": baseline}
+    return None if names.baseline is None or names.identity(key["imputer"]) else key | {"imputer": names.baseline}
 
 
 def _in_summary(key: dict, names: Names) -> bool:
@@ -477,10 +474,8 @@ def title(table: Table, style: Style) -> str:
         if name == "profile" and value == "paper":
             continue
         text = table.names.title(name, value)
-        if name == "imputer" and table.names.identity(value):
-            parts.append(text)
-        elif name == "occlusion" and value == "none":
-            parts.append(text)
+        if (name == "imputer" and table.names.identity(value)) or (name == "occlusion" and value == "none"):
+            parts.append(text)  # "no imputation", "no occlusion"
         else:
             parts.append({"occlusion": f"{text} occlusion", "imputer": f"{text} imputation",
                           "profile": f"profile {text}"}.get(name, text))

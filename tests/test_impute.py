@@ -571,13 +571,29 @@ def test_imputing_then_preprocessing_reuses_both_outputs(small, tmp_path):
 # --- quality on the synthetic dataset with realistic occlusion -------------------------------------
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
+def occluded_synthetic(root):
+    """(clean, occluded): a small synthetic dataset at its recorded length, and it with realistic occlusion."""
     synthesize(root / "raw", SynthConfig(classes=4, subjects=3, setups=2, replications=1, min_frames=24,
                                          max_frames=36))
     clean = prepare(root / "raw", root / "clean", workers=1)
-    occluded = occlude(clean, root / "occluded", "realistic", seed=0)
+    return clean, occlude(clean, root / "occluded", "realistic", seed=0)
+
+
+def with_arrays(source, path, data, mask):
+    """`source` written again at `path` with other data and mask (the same samples, splits and metadata)."""
+    with DatasetWriter(path, len(source), source.frames) as writer:
+        for name in ("present", "inferred", "length", "label"):
+            writer[name][:] = getattr(source, name)
+        writer["data"][:], writer["mask"][:] = data, mask
+        writer.names = source.names
+        return writer.finish({split: {part: rows.tolist() for part, rows in parts.items()}
+                              for split, parts in source.splits.items()}, source.meta)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    clean, occluded = occluded_synthetic(root)
     made = {"none": occluded, "constant": Constant()(occluded, None, "xsub", root / "constant")}
     return clean, occluded, made
 

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from occbench.paths import CATALOGUE
+from occbench.testing import TINY_SYNTH
 
 TINY = """
     import os
@@ -107,8 +108,7 @@ def tiny_grid(tmp_path, monkeypatch, third_party):
     """(tmp_path, site of the plugin, `occbench run` arguments) for tinyclr, seeds 0 and 1, on a tiny dataset."""
     site = third_party("occbench-tiny", "occbench_tiny", TINY)
     raw = yaml.safe_load(CATALOGUE.read_text())
-    raw["datasets"]["synthetic"]["synth"] = {"classes": 4, "subjects": 4, "setups": 2, "replications": 1,
-                                             "min_frames": 30, "max_frames": 40}
+    raw["datasets"]["synthetic"]["synth"] = dict(TINY_SYNTH)
     registry = tmp_path / "registry.yaml"
     registry.write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("OCCBENCH_HOME", str(tmp_path / "home"))

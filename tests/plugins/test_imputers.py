@@ -12,9 +12,7 @@ import occbench_plugins.imputers as imputers_plugin
 from occbench.data.dataset import DatasetWriter, SkeletonDataset
 from occbench.data.ntu import NUM_JOINTS
 from occbench.data.occlusion import occlude
-from occbench.data.prepare import prepare
 from occbench.data.preprocess import preprocess
-from occbench.data.synth import SynthConfig, synthesize
 from occbench.errors import OccbenchError
 from occbench.impute import (
     ImputeJob,
@@ -27,7 +25,7 @@ from occbench.impute import (
 )
 from occbench.plugins import load_plugins
 from occbench_plugins.imputers import KnnImputer, NoImputer, RandomImputer
-from tests.test_impute import by_label, make_dataset, observed_and_target
+from tests.test_impute import by_label, make_dataset, observed_and_target, occluded_synthetic, with_arrays
 
 NONE, RANDOM, KNN = NoImputer(), RandomImputer(), KnnImputer()
 
@@ -211,13 +209,7 @@ def test_test_samples_never_donate(small, tmp_path):
     for i in val[1:]:
         data[i] = data[val[0]] * 0 + 7.0 * small.present[i][None, :, None, :]
         mask[i] = small.present[i][:, None, :]
-    changed = tmp_path / "changed"
-    with DatasetWriter(changed, len(small), small.frames) as writer:
-        for name in ("present", "inferred", "length", "label"):
-            writer[name][:] = getattr(small, name)
-        writer["data"][:], writer["mask"][:] = data, mask
-        writer.names = small.names
-        other = writer.finish({"xsub": {p: i.tolist() for p, i in small.splits["xsub"].items()}}, small.meta)
+    other = with_arrays(small, tmp_path / "changed", data, mask)
     second = KNN(other, None, "xsub", tmp_path / "b", {"clusters": 4}, embed=by_label)
     assert np.array_equal(np.asarray(first.data)[:41], np.asarray(second.data)[:41])  # train + first val
     assert (np.asarray(second.data)[:41] != 7.0).all()
@@ -230,13 +222,7 @@ def test_position_missing_in_a_whole_cluster_comes_from_the_nearest_cluster(tmp_
     label = np.asarray(source.label)
     mask[label == 0, 3, 7, 0] = False  # class 0 (its own cluster) never sees joint 7 of body 0 at frame 3
     data[:, :, 3, 7, 0] *= mask[:, None, 3, 7, 0]
-    path = tmp_path / "holes"
-    with DatasetWriter(path, len(source), source.frames) as writer:
-        for name in ("present", "inferred", "length", "label"):
-            writer[name][:] = getattr(source, name)
-        writer["data"][:], writer["mask"][:] = data, mask
-        writer.names = source.names
-        holes = writer.finish({"xsub": {p: i.tolist() for p, i in source.splits["xsub"].items()}}, source.meta)
+    holes = with_arrays(source, tmp_path / "holes", data, mask)
     out = KNN(holes, None, "xsub", tmp_path / "knn", {"clusters": 4}, embed=by_label)
     stage = out.meta["stages"][-1]
     assert stage["by_other_clusters"] >= (label == 0).sum() and stage["unfilled"] == 0
@@ -357,10 +343,7 @@ def test_bad_settings_are_one_line_errors(small, tmp_path, imputer, settings, me
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    synthesize(root / "raw", SynthConfig(classes=4, subjects=3, setups=2, replications=1, min_frames=24,
-                                         max_frames=36))
-    clean = prepare(root / "raw", root / "clean", workers=1)
-    occluded = occlude(clean, root / "occluded", "realistic", seed=0)
+    clean, occluded = occluded_synthetic(root)
     made = {"none": occluded}
     for imputer in (RANDOM, KNN):
         made[imputer.name] = imputer(occluded, None, "xsub", root / imputer.name, seed=0)
