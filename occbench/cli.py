@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("occbench: interrupted; completed stages are kept, re-run to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left early (`occbench plugins | head -1`): nothing to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141  # as a shell reports a process ended by SIGPIPE
     return 0
 
 

@@ -11,7 +11,7 @@ setting comes from:
 * a method: its class's `defaults` name its settings; `schema` gives their types and ranges (a setting
   without one takes the type of its default);
 * a protocol: the function's `schema` (or only `settings`, a set of names);
-* an imputer: its `defaults`, typed by their values.
+* an imputer: like a method, its class's `defaults` and `schema` (`occbench.impute.Imputer`).
 
 Why strict: a misspelt key or a value of the wrong type would otherwise be ignored or replaced by a
 default somewhere deep in a run, and give a number that is not what its record says.

@@ -135,3 +135,15 @@ def test_cuda_without_a_gpu_is_a_one_line_error(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("OCCBENCH_HOME", str(tmp_path / "home"))
     code, _, err = run(capsys, "run", "--dry-run", "--device", "cuda")
     assert code == 2 and "--device cuda: no CUDA device on this machine; use --device cpu" in err
+
+
+def test_a_reader_that_leaves_early_is_no_traceback():
+    """`occbench plugins | grep -q x` closes the pipe as soon as it has its line: occbench ends quietly."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before occbench writes a byte
+    done = subprocess.run([sys.executable, "-m", "occbench", "plugins"], stdout=write, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
