@@ -150,7 +150,9 @@ def test_a_method_brings_its_own_protocol_settings_over_the_profiles():
 
     paper, quick = finetune(), finetune(profile="quick")
     assert paper["mamp"]["layer_decay"] == 0.8 and paper["mamp"]["optimizer"]["type"] == "AdamW"
-    assert quick["mamp"]["epochs"] == 6 and quick["mamp"]["optimizer"]["lr"] == 3e-4  # MAMP's lr, quick's budget
+    assert paper["mamp"]["optimizer"]["lr"] == 3e-4  # MAMP's published finetuning
+    assert quick["mamp"]["epochs"] == 6 and quick["mamp"]["optimizer"]["lr"] == 1e-2  # quick's own budget and lr
+    assert quick["mamp"]["optimizer"]["type"] == "AdamW" and quick["mamp"]["layer_decay"] == 0.8  # the rest inherited
     assert "layer_decay" not in paper["skeletonclr"] and paper["skeletonclr"]["optimizer"]["type"] == "Adam"
     own = finetune("methods.skeletonmae.protocols.finetune.epochs=7")
     assert own["skeletonmae"]["epochs"] == 7 and own["mamp"]["epochs"] == 100
