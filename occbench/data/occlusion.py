@@ -22,10 +22,14 @@ realistic
     A point p is inside the box when |Ry(yaw)^T Rx(tilt) (p - centre)| <= half sizes, with
     Rx(a) = [[1, 0, 0], [0, cos a, -sin a], [0, sin a, cos a]] (camera -> levelled frame) and
     Ry(a) = [[cos a, 0, sin a], [0, 1, 0], [-sin a, 0, cos a]] (box -> levelled frame).
+    Severity `realistic@s` (s in [0, 1], `realistic_density`) turns a density into these parameters: more
+    and larger pieces, nearer the person and nearer the ray as s grows (occbench's choice, calibrated on
+    the embedded data to hide about 5% to 50% of joint-frames). A bare `realistic` keeps `DEFAULTS`.
 random
     The paper's random occlusion: per sample, exactly round(fraction * present joint-frames) joint-frames
     chosen uniformly at random (a joint-level choice per frame; all three coordinates are hidden).
     On an unoccluded source the occluded fraction is therefore `fraction` up to one joint-frame.
+    Severity `random@s` is fraction s.
 inferred
     The joints the Kinect marked "inferred" (trackingState 1): the sensor's own notion of not seen.
 """
@@ -74,6 +78,9 @@ DEFAULTS: dict[str, dict] = {
     "random": {"fraction": 0.3},
     "inferred": {},
 }
+SPEC_KINDS = ("none", *KINDS)  # what an occlusion spec may name; "none" leaves the data as it is
+SEVERITY_KINDS = ("random", "realistic")  # the kinds that take a severity: kind@s, s in [0, 1]
+
 _CAMERA_CLEARANCE = 0.5  # the Kinect sees nothing nearer than about 0.5 m
 _FLOOR_PERCENTILE = 5  # robust to a few glitched foot positions
 _MAX_TILT = 35.0  # degrees; a larger estimate comes from a lying or bending person, not the camera
@@ -84,8 +91,20 @@ def occlude(
     source: SkeletonDataset, out: str | Path, kind: str, seed: int = 0, overwrite: bool = False,
     progress: bool = False, **params,
 ) -> SkeletonDataset:
-    """Write an occluded copy of `source` to `out` (see the module doc for the kinds and `DEFAULTS`)."""
-    params = check_params(kind, params)
+    """Write an occluded copy of `source` to `out` (see the module doc for the kinds and `DEFAULTS`).
+
+    `kind` may be a spec with a severity (`random@0.3`, `realistic@0.2`, see `parse_occlusion`); the
+    parameters it implies cannot be given again in `params`.
+    """
+    if kind == "none":
+        raise OccbenchError("occlusion 'none' leaves the data as it is: use the source dataset itself")
+    spec = kind
+    kind, implied = parse_occlusion(spec) if isinstance(spec, str) and "@" in spec else (spec, {})
+    repeated = sorted(k for k in implied if params.get(k) is not None)
+    if repeated:
+        raise OccbenchError(f"occlusion {spec!r} already sets {repeated[0]}; give either the severity or "
+                            f"{repeated[0]}, not both")
+    params = check_params(kind, {**params, **implied})
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise OccbenchError(f"seed {seed!r}: give a non-negative whole number")
     names = source.names
@@ -115,12 +134,76 @@ def occlude(
         "stage": "occlude", "occbench": occbench.__version__, "kind": kind, "seed": int(seed),
         "params": _jsonable(params), "source": str(source.path.resolve()),
     }
+    if spec != kind:
+        stage["spec"] = spec
     if kind == "realistic":
         stage["occluders"] = {"file": "occluders.npy", "fields": list(OCCLUDER_FIELDS), "furniture": FURNITURE}
     return derive(
         source, out, transform, stage, overwrite=overwrite, extra=extra,
         progress=f"occlude {kind}" if progress else None,
     )
+
+
+def parse_occlusion(spec: str) -> tuple[str, dict]:
+    """(kind, params) of an occlusion spec: `none`, a bare kind, or `kind@severity` with severity in [0, 1].
+
+    A bare kind means its `DEFAULTS` ({} here), exactly as before severities existed, so existing caches
+    and records keep their meaning. `random@s` hides the fraction s of joint-frames; `realistic@s` is a
+    furniture density (`realistic_density`). `inferred` has no severity. OccbenchError on anything else.
+    """
+    usage = (f"write one of {', '.join(SPEC_KINDS)}, or {'@s, '.join(SEVERITY_KINDS)}@s with a severity s in "
+             "[0, 1], e.g. random@0.3")
+    if not isinstance(spec, str):
+        raise OccbenchError(f"occlusion {spec!r}: not a name; {usage}")
+    kind, at, severity = spec.partition("@")
+    if kind not in SPEC_KINDS:
+        raise OccbenchError(f"occlusion {spec!r}: unknown kind {kind!r}; {usage}")
+    if not at:
+        return kind, {}
+    if kind not in SEVERITY_KINDS:
+        raise OccbenchError(f"occlusion {spec!r}: {kind} takes no severity; write {kind} alone")
+    if not severity:
+        raise OccbenchError(f"occlusion {spec!r}: nothing after '@'; write a severity in [0, 1], e.g. "
+                            f"{kind}@0.3, or {kind} alone for its default")
+    value = occlusion_severity(spec)
+    return kind, {"fraction": value} if kind == "random" else realistic_density(value)
+
+
+def occlusion_severity(spec: str) -> float | None:
+    """The number after `@` in a spec (None for a bare kind); OccbenchError unless it is in [0, 1]."""
+    kind, at, severity = spec.partition("@")
+    if not at:
+        return None
+    try:
+        value = float(severity)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise OccbenchError(f"occlusion {spec!r}: severity {severity!r} is not a number; write one in [0, 1], "
+                            f"e.g. {kind}@0.3")
+    if not 0 <= value <= 1:
+        raise OccbenchError(f"occlusion {spec!r}: severity {value:g} is outside [0, 1]; write one inside it, "
+                            f"e.g. {kind}@0.3")
+    return value
+
+
+def realistic_density(s: float) -> dict:
+    """The realistic parameters of density s in [0, 1]: more, larger furniture, nearer the person and the ray.
+
+    occbench's choice, not a published one (the paper's realistic occlusion has a single level). Each
+    parameter moves linearly (the most pieces in whole steps) from a sparse setting at s = 0 to a dense
+    one at s = 1; the ends were calibrated so that on the embedded dataset the hidden fraction of present joint-frames
+    grows with s from about 5% to about 50% (the table in docs/data.md). Furniture nearer the person
+    hides more of them: the camera looks down over it, so its shadow on the person reaches up to its top.
+    """
+    s = float(s)
+    shift = round(1.2 - 1.0 * s, 6)  # rounded so that the stored parameters read as written
+    return {
+        "pieces": (1, 1 + int(3 * s + 0.5)),  # up to 1, 2, 3, 4 pieces from s = 0, 1/6, 1/2, 5/6
+        "distance": (round(0.35 + 0.5 * s, 6), round(0.6 + 0.35 * s, 6)),
+        "shift": (-shift, shift),
+        "scale": round(0.8 + 0.6 * s, 6),
+    }
 
 
 def check_params(kind: str, params: dict) -> dict:
@@ -481,6 +564,45 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
 # --- report -------------------------------------------------------------------------------------
 
 
+def occluded_fraction(dataset: SkeletonDataset, split: str | None = None, part: str | None = None) -> float:
+    """The fraction (0..1) of present joint-frames hidden (mask False) in `dataset`, or in one split's part.
+
+    The whole pool without a split; all of a split's parts without a part. It counts every hidden joint
+    of a present body, so on an occluded copy it includes joints the source already lacked (none on
+    the embedded data, whose clean copy measures 0).
+    """
+    if part is not None and split is None:
+        raise OccbenchError(f"part {part!r}: name the split too, e.g. split='xsub', part={part!r}")
+    rows = np.arange(len(dataset))
+    if split is not None:
+        if split not in dataset.splits:
+            raise OccbenchError(f"{dataset.path}: no split {split!r}; use one of {', '.join(dataset.splits)}")
+        parts = dataset.splits[split]
+        if part is not None and part not in parts:
+            raise OccbenchError(f"{dataset.path}: split {split} has no part {part!r}; use one of {', '.join(parts)}")
+        rows = parts[part] if part is not None else np.concatenate([*parts.values()])
+    occluded, present = _hidden_counts(dataset, np.unique(np.asarray(rows, np.int64)))
+    if present.sum() == 0:
+        where = "" if split is None else f" {split}" + ("" if part is None else f"/{part}")
+        raise OccbenchError(f"{dataset.path}{where}: no present joint-frames to measure occlusion on")
+    return float(occluded.sum() / (present.sum() * NUM_JOINTS))
+
+
+def _hidden_counts(dataset: SkeletonDataset, rows: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of `rows` (sorted, unique): hidden joint-frames per joint (n, V), present body-frames (n,)."""
+    occluded = np.zeros((len(rows), NUM_JOINTS), np.int64)
+    present = np.zeros(len(rows), np.int64)
+    for start in range(0, len(rows), chunk):
+        index = rows[start : start + chunk]
+        contiguous = len(index) and index[-1] - index[0] == len(index) - 1
+        picked = slice(index[0], index[-1] + 1) if contiguous else index  # a slice reads the memmap in one go
+        body_frames = np.asarray(dataset.present[picked], bool)
+        hidden = body_frames[:, :, None, :] & ~np.asarray(dataset.mask[picked], bool)
+        occluded[start : start + len(index)] = hidden.sum(axis=(1, 3))
+        present[start : start + len(index)] = body_frames.sum(axis=(1, 2))
+    return occluded, present
+
+
 def occlusion_report(dataset: SkeletonDataset, chunk: int = 1024) -> pd.DataFrame:
     """Occluded fraction per joint over present joint-frames, plus an "all" row.
 
@@ -489,14 +611,7 @@ def occlusion_report(dataset: SkeletonDataset, chunk: int = 1024) -> pd.DataFram
     "split/part" (e.g. "xsub/train").
     """
     n = len(dataset)
-    occluded = np.zeros((n, NUM_JOINTS), np.int64)
-    present = np.zeros(n, np.int64)
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        body_frames = np.asarray(dataset.present[start:stop], bool)
-        hidden = body_frames[:, :, None, :] & ~np.asarray(dataset.mask[start:stop], bool)
-        occluded[start:stop] = hidden.sum(axis=(1, 3))
-        present[start:stop] = body_frames.sum(axis=(1, 2))
+    occluded, present = _hidden_counts(dataset, np.arange(n), chunk)
     group_of = {j: g for g, joints in JOINT_GROUPS.items() for j in joints}
     table = pd.DataFrame(
         {

@@ -17,13 +17,21 @@ from occbench.data.occlusion import (
     build_furniture,
     check_params,
     estimate_tilt,
+    SEVERITY_KINDS,
+    SPEC_KINDS,
     occlude,
+    occluded_fraction,
     occlusion_report,
+    occlusion_severity,
+    parse_occlusion,
     place_furniture,
+    realistic_density,
     rotation_x,
     rotation_y,
     segment_hits_boxes,
 )
+from occbench.data.prepare import prepare
+from occbench.data.synth import SynthConfig, synthesize
 from occbench.errors import OccbenchError
 from tests.conftest import STANDING
 
@@ -385,7 +393,8 @@ def test_an_existing_output_is_kept_unless_overwrite(source, tmp_path):
 # --- report -------------------------------------------------------------------------------------
 
 
-def test_report_matches_a_hand_count(tmp_path):
+def hand_counted(tmp_path) -> SkeletonDataset:
+    """Two samples whose hidden joint-frames are counted by hand in the tests below."""
     frames = 3
     present = np.zeros((2, frames, 2), bool)
     present[0, :2, 0] = True  # sample 0: body 1 in frames 0, 1
@@ -400,8 +409,11 @@ def test_report_matches_a_hand_count(tmp_path):
         writer["data"][:] = np.where(mask[:, None], 1.0, 0.0)
         writer["length"][:] = frames
         writer.names = ["S001C001P001R001A001", "S001C001P002R001A001"]
-        tiny = writer.finish({"xsub": {"train": [0], "val": [1]}}, {"num_class": 1, "frames": frames})
-    report = occlusion_report(tiny)
+        return writer.finish({"xsub": {"train": [0], "val": [1]}}, {"num_class": 1, "frames": frames})
+
+
+def test_report_matches_a_hand_count(tmp_path):
+    report = occlusion_report(hand_counted(tmp_path))
     assert len(report) == NUM_JOINTS + 1 and report.loc[3, "name"] == "head"
     # 6 present body-frames: 2 in sample 0, 4 in sample 1.
     assert report.loc[3, "fraction"] == pytest.approx(1 / 6)
@@ -419,3 +431,113 @@ def test_report_of_an_occluded_dataset_agrees_with_the_masks(source, tmp_path):
     report = occlusion_report(out)
     assert report.loc["all", "fraction"] == pytest.approx(0.2, abs=0.002)
     assert report.loc[list(range(NUM_JOINTS)), "fraction"].between(0.1, 0.3).all()
+
+
+def test_occluded_fraction_matches_a_hand_count(tmp_path):
+    tiny = hand_counted(tmp_path)
+    # Sample 0: 2 present body-frames, 3 hidden joints; sample 1: 4 body-frames, 1 hidden joint.
+    assert occluded_fraction(tiny) == pytest.approx(4 / (6 * NUM_JOINTS))
+    assert occluded_fraction(tiny, "xsub", "train") == pytest.approx(3 / (2 * NUM_JOINTS))
+    assert occluded_fraction(tiny, "xsub", "val") == pytest.approx(1 / (4 * NUM_JOINTS))
+    assert occluded_fraction(tiny, "xsub") == pytest.approx(4 / (6 * NUM_JOINTS))
+    assert occluded_fraction(tiny) == pytest.approx(occlusion_report(tiny).loc["all", "fraction"])
+
+
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [({"split": "xview"}, "no split 'xview'; use one of xsub"),
+     ({"split": "xsub", "part": "test"}, "use one of train, val"), ({"part": "val"}, "name the split too")],
+)
+def test_occluded_fraction_of_an_unknown_split_or_part_is_an_error(tmp_path, where, words):
+    with pytest.raises(OccbenchError, match=words) as error:
+        occluded_fraction(hand_counted(tmp_path), **where)
+    assert "\n" not in str(error.value)
+
+
+# --- severity specs -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("none", ("none", {})), ("realistic", ("realistic", {})), ("random", ("random", {})),
+     ("inferred", ("inferred", {})), ("random@0.3", ("random", {"fraction": 0.3})),
+     ("random@0", ("random", {"fraction": 0.0})), ("random@1", ("random", {"fraction": 1.0})),
+     ("realistic@0.2", ("realistic", realistic_density(0.2)))],
+)
+def test_specs_parse_into_kind_and_parameters(spec, expected):
+    assert parse_occlusion(spec) == expected
+    assert occlusion_severity(spec) == (None if "@" not in spec else float(spec.split("@")[1]))
+
+
+def test_a_bare_kind_keeps_todays_defaults():
+    for kind in SPEC_KINDS[1:]:
+        name, params = parse_occlusion(kind)
+        assert check_params(name, params) == check_params(kind, {})
+    assert check_params(*parse_occlusion("random"))["fraction"] == 0.3
+    assert set(SEVERITY_KINDS) < set(SPEC_KINDS) and "inferred" not in SEVERITY_KINDS
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [("furniture", "unknown kind 'furniture'; write one of none, realistic, random, inferred"),
+     ("furniture@0.3", "unknown kind 'furniture'"), ("Random@0.3", "unknown kind 'Random'"),
+     ("", "unknown kind ''"), ("inferred@0.3", "inferred takes no severity; write inferred alone"),
+     ("none@0.1", "none takes no severity"), ("random@", r"nothing after '@'; write a severity in \[0, 1\]"),
+     ("realistic@lots", "severity 'lots' is not a number"), ("random@nan", "'nan' is not a number"),
+     ("random@0.3@0.4", "'0.3@0.4' is not a number"), ("random@1.5", r"severity 1.5 is outside \[0, 1\]"),
+     ("realistic@-0.1", "outside"), (0.3, "not a name")],
+)
+def test_bad_specs_are_one_line_errors_that_name_the_spec(spec, words):
+    with pytest.raises(OccbenchError, match=words) as error:
+        parse_occlusion(spec)
+    assert repr(spec) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_random_at_a_severity_hides_that_fraction_of_each_sample(source, tmp_path):
+    out = occlude(source, tmp_path / "random", "random@0.45", seed=3)
+    occluded = check_invariants(source, out)
+    joint_frames = np.asarray(source.present).sum(axis=(1, 2)) * NUM_JOINTS
+    np.testing.assert_array_equal(occluded.sum(axis=(1, 2, 3)), np.round(0.45 * joint_frames))
+    stage = out.meta["stages"][-1]
+    assert (stage["kind"], stage["spec"], stage["params"]) == ("random", "random@0.45", {"fraction": 0.45})
+    same = occlude(source, tmp_path / "spelt", "random", seed=3, fraction=0.45)
+    np.testing.assert_array_equal(same.mask, out.mask)
+
+
+def test_a_spec_and_its_parameter_together_or_none_are_errors(source, tmp_path):
+    with pytest.raises(OccbenchError, match="'random@0.3' already sets fraction"):
+        occlude(source, tmp_path / "a", "random@0.3", fraction=0.5)
+    with pytest.raises(OccbenchError, match="'none' leaves the data as it is"):
+        occlude(source, tmp_path / "b", "none")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_every_density_is_valid_and_each_parameter_moves_one_way():
+    levels = [realistic_density(s) for s in np.linspace(0, 1, 101)]
+    checked = [check_params("realistic", params) for params in levels]
+    for key, step in (("pieces", 1), ("distance", 0), ("distance", 1), ("scale", None)):
+        values = [p[key] if step is None else p[key][step] for p in checked]
+        assert values == sorted(values) and values[0] < values[-1], key
+    spread = [p["shift"][1] - p["shift"][0] for p in checked]
+    assert spread == sorted(spread, reverse=True)  # nearer the ray as the density grows
+    assert checked[0]["pieces"] == (1, 1) and checked[-1]["pieces"][1] > 2
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> SkeletonDataset:
+    """A small embedded-like dataset: the synthetic generator through the real prepare."""
+    root = tmp_path_factory.mktemp("synthetic")
+    synthesize(root / "skeletons", SynthConfig(classes=4, subjects=3, setups=2, replications=1, min_frames=24,
+                                               max_frames=36))
+    return prepare(root / "skeletons", root / "raw", workers=1)
+
+
+def test_realistic_density_spans_about_5_to_50_percent_and_grows(synthetic, tmp_path):
+    def hidden(spec: str) -> float:
+        return occluded_fraction(occlude(synthetic, tmp_path / spec, spec, seed=0))
+
+    levels = [hidden(f"realistic@{s}") for s in (0, 0.25, 0.5, 0.75, 1)]
+    assert levels == sorted(levels) and levels[0] < levels[-1]
+    assert 0.01 < hidden("realistic@0.1") < 0.1
+    assert 0.35 < levels[-1] < 0.65
+    assert levels[1] < hidden("realistic") < levels[2]  # the default lies between densities 0.25 and 0.5
