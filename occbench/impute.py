@@ -1,5 +1,5 @@
 """Imputation of occluded joints: the imputer contract, the exact fast KNN core, and the imputation-quality
-report. The imputers themselves are plugins (the built-in none, random and knn: plugins/imputers.py).
+report. The imputers themselves are plugins (the built-in none, interp, meanpose, random and knn: plugins/imputers.py).
 
 The imputer contract (`Imputer`, the one thing an imputer plugin subclasses)
     An imputer fills the occluded joints of one split of an occluded dataset and writes the result as a
@@ -552,7 +552,7 @@ class Imputer:
     schema: ClassVar[dict] = {}
     identity: ClassVar[bool] = False
     # How tables name it (each record carries these, as it does a method's): its title, the paper it comes
-    # from, and its place in a table (ascending; ties by title; the built-ins: 10, 20, 30).
+    # from, and its place in a table (ascending; ties by title; the built-ins: 10 to 30).
     title: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     order: ClassVar[float] = 1000

@@ -1,9 +1,36 @@
-"""The built-in imputers, on the imputer contract (``occbench.impute.Imputer``): none, random and the
-cluster-agnostic KNN imputer.
+"""The built-in imputers, on the imputer contract (``occbench.impute.Imputer``): none, the two simple
+baselines interp and meanpose, random and the cluster-agnostic KNN imputer.
 
 none
     The occluded data as it is (an identity imputer): occluded joints stay 0 and not visible in the
     mask; nothing is copied.
+
+interp (temporal interpolation; a baseline the paper omitted)
+    Each occluded joint of a body, at frame t, linearly interpolated between that joint's nearest
+    visible frames before and after t in the same sample and body slot; before its first visible frame
+    it takes that frame's position, after its last visible frame that one's (held at the ends). Only
+    frames where the body is present within the true length are filled or read (padding frames and
+    absent bodies are neither), and the frame index is the time axis (an absent stretch in between
+    counts as time that passed). A joint never visible in the sample's body has nothing to interpolate
+    and stays occluded (not filled). Each sample uses its own frames only, so training and validation
+    samples are filled alike and never from each other. No settings; deterministic.
+
+meanpose (the training set's mean pose after centring; a baseline the paper omitted)
+    One pose, 25 joint offsets from a centre, pooled over body slots and frames, from the split's
+    training samples only. The centre of a body-frame is not the mean of its visible joints: under
+    occlusion that mean moves towards the visible side (hidden legs lift it), so offsets taken from it
+    would mix the pose with the occlusion pattern. Instead each body-frame f gets a translation c_f
+    and the pose mu the offsets such that c_f + mu_v fits the visible joints v in the least-squares
+    sense, over all training body-frames at once: then c_f is the mean over f's visible joints of
+    x_fv - mu_v (the translation fitted against the mean pose's same joints) and mu_v the mean over
+    the observed training values of x_fv - c_f (each joint's average offset from the fitted centre).
+    Eliminating c_f leaves a 25 x 25 linear system in mu whose sums come from one pass over the
+    training samples (mu fixed up to a common shift, which cancels in c_f + mu_v; solved with its
+    offsets summing to 0). An occluded joint (of a training or a validation sample) is filled with its
+    frame's c_f, fitted on that body-frame's visible joints against mu's same joints, plus mu_v. A
+    body-frame with no visible joint stays unfilled, and so does a joint whose offset no training
+    body-frame determines (never observed with another joint visible). Validation samples never
+    contribute to mu. No settings; deterministic (the seed plays no part).
 
 random (the paper's ablation "random imputer", defined here)
     ``variant="donor"`` (default): each occluded joint takes the x, y, z of one training sample of the
@@ -63,6 +90,98 @@ class NoImputer(Imputer):
     identity = True
     title = "no imputation"
     order = 10
+
+
+class InterpImputer(Imputer):
+    """Each occluded joint linearly interpolated over frames between its nearest visible frames before and
+    after, held at the ends; a joint never visible in the sample's body stays occluded."""
+
+    name = "interp"
+    title = "temporal interpolation"
+    order = 14
+
+    def fill(self, job: ImputeJob) -> dict:
+        interpolated = held = unfilled = 0
+        for rows in job.chunks():
+            block = job.read(rows)
+            frames = block.observed.shape[1]
+            t = np.arange(frames)[None, :, None, None]
+            # the nearest visible frame at or before t (-1: none), and at or after t (frames: none)
+            before = np.maximum.accumulate(np.where(block.observed, t, -1), axis=1)
+            after = np.minimum.accumulate(np.where(block.observed, t, frames)[:, ::-1], axis=1)[:, ::-1]
+            has_before, has_after = before >= 0, after < frames
+            lo = np.where(has_before, before, after).clip(0, frames - 1)
+            hi = np.where(has_after, after, before).clip(0, frames - 1)
+            span = hi - lo
+            weight = np.where(span > 0, (t - lo) / np.maximum(span, 1), 0.0).astype(np.float32)
+            start = np.take_along_axis(block.data, lo[:, None], axis=2)
+            end = np.take_along_axis(block.data, hi[:, None], axis=2)
+            fill = block.target & (has_before | has_after)
+            job.write(rows, start + weight[:, None] * (end - start), fill)
+            both = fill & has_before & has_after
+            interpolated += int(both.sum())
+            held += int(fill.sum()) - int(both.sum())
+            unfilled += int((block.target & ~fill).sum())
+        return {"interpolated": interpolated, "held": held, "unfilled": unfilled}
+
+
+class MeanPoseImputer(Imputer):
+    """Each occluded joint at its frame's fitted centre plus the training mean pose's offset of that joint
+    (the pose and the centres fitted together on the visible training joints; translation only)."""
+
+    name = "meanpose"
+    title = "training mean pose"
+    order = 17
+
+    def fill(self, job: ImputeJob) -> dict:
+        pose, known = _mean_pose(job)
+        filled = unfilled = 0
+        for rows in job.chunks():
+            block = job.read(rows)
+            x = np.moveaxis(block.data, 1, -1).astype(np.float64)  # (n, T, 25, 2, 3)
+            offset = pose[None, None, :, None]  # (1, 1, 25, 1, 3)
+            seen = block.observed & known[None, None, :, None]
+            count = seen.sum(axis=2, keepdims=True)  # visible joints with an offset, per body-frame
+            # the translation that fits the visible joints to the pose's same joints: their mean difference
+            centre = np.where(seen[..., None], x - offset, 0).sum(axis=2, keepdims=True)
+            centre /= np.maximum(count, 1)[..., None]
+            fill = block.target & known[None, None, :, None] & (count > 0)
+            job.write(rows, np.moveaxis(centre + offset, -1, 1).astype(np.float32), fill)
+            filled += int(fill.sum())
+            unfilled += int((block.target & ~fill).sum())
+        return {"filled": filled, "unfilled": unfilled, "pose_joints": int(known.sum())}
+
+
+def _mean_pose(job: ImputeJob) -> tuple[np.ndarray, np.ndarray]:
+    """(mu (25, 3) float64, known (25,) bool): the training mean pose's joint offsets (least squares of
+    x_fv = c_f + mu_v over the visible joints of every training body-frame f, the c_f eliminated), and
+    which joints it determines (0 offsets for the others).
+
+    With O_f the visible joints of f and n_f their number, the c_f that fits is the mean of x_fv - mu_v
+    over O_f, and the normal equations in mu are A mu = b with A = diag(N) - sum_f 1/n_f 1_{O_f} 1_{O_f}^T
+    (N_v: the body-frames that see v) and b_v = sum_{f sees v} (x_fv - mean of f's visible joints): both
+    sums over the training samples, read once."""
+    a = np.zeros((NUM_JOINTS, NUM_JOINTS))
+    b = np.zeros((NUM_JOINTS, 3))
+    for rows in job.chunks("train"):
+        block = job.read(rows)
+        seen = block.observed.transpose(0, 1, 3, 2).reshape(-1, NUM_JOINTS)  # (body-frames, 25)
+        x = block.data.transpose(0, 2, 4, 3, 1).reshape(-1, NUM_JOINTS, 3).astype(np.float64)
+        keep = seen.sum(1) > 1  # a frame with one visible joint fits it exactly: it says nothing of mu
+        seen, x = seen[keep], x[keep]
+        count = seen.sum(1)
+        a += np.diag(seen.sum(0).astype(np.float64)) - (seen / count[:, None]).T @ seen
+        centre = (x * seen[..., None]).sum(1) / count[:, None]
+        b += ((x - centre[:, None]) * seen[..., None]).sum(0)
+    known = np.diag(a) > 0
+    sub = a[np.ix_(known, known)]
+    pose = np.zeros((NUM_JOINTS, 3))
+    if known.any():
+        # A has the common shift in its null space and b is orthogonal to it; adding the shift's
+        # projector makes the system regular and picks the offsets that sum to 0
+        scale = np.trace(sub) / len(sub)
+        pose[known] = np.linalg.lstsq(sub + scale / len(sub), b[known], rcond=None)[0]
+    return pose, known
 
 
 class RandomImputer(Imputer):
@@ -253,7 +372,7 @@ def _from_other_clusters(job, label_train, order, c, cover, values, observed, ro
     return moved
 
 
-IMPUTERS = (NoImputer(), RandomImputer(), KnnImputer())
+IMPUTERS = (NoImputer(), InterpImputer(), MeanPoseImputer(), RandomImputer(), KnnImputer())
 
 
 @hookimpl

@@ -1,6 +1,6 @@
-"""The built-in imputers (none, random, knn) on the imputer contract: registration, what each declares, the
-cluster pipeline (test samples never donate, the nearest-cluster fallback, determinism, memory), the random
-fill, their settings, and `occbench impute`'s report."""
+"""The built-in imputers (none, interp, mean, random, knn) on the imputer contract: registration, what each
+declares, the cluster pipeline (test samples never donate, the nearest-cluster fallback, determinism, memory),
+the random fill, interp and mean on worked examples, their settings, and `occbench impute`'s report."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from occbench.impute import (
     knn_fill,
 )
 from occbench.plugins import load_plugins
-from occbench_plugins.imputers import KnnImputer, NoImputer, RandomImputer
+from occbench_plugins.imputers import InterpImputer, KnnImputer, MeanPoseImputer, NoImputer, RandomImputer
 from tests.test_impute import by_label, make_dataset, observed_and_target, occluded_synthetic, with_arrays
 
-NONE, RANDOM, KNN = NoImputer(), RandomImputer(), KnnImputer()
+NONE, RANDOM, KNN, INTERP, MEAN = NoImputer(), RandomImputer(), KnnImputer(), InterpImputer(), MeanPoseImputer()
 
 
 def host():
@@ -66,17 +66,21 @@ def occluded(tmp_path_factory):
     return occ, preprocess(occ, root / "frames", frames=6)
 
 
-def test_registers_none_random_knn_on_the_base_class():
+def test_registers_the_built_ins_on_the_base_class():
     registry = host().imputers
-    assert registry.names() == ["none", "random", "knn"]
+    assert registry.names() == ["none", "interp", "meanpose", "random", "knn"]
+    orders = [registry[name].order for name in registry.names()]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)  # tables: none, interp, mean, random, knn
+    assert all(registry[name].title for name in registry.names())
     assert all(isinstance(registry[name], Imputer) and registry[name].name == name for name in registry.names())
     assert [name for name in registry.names() if registry[name].identity] == ["none"]
     assert registry["knn"].stage1_method({}) == "opstl"  # the paper's: one stage-1 OPSTL encoder, shared
     assert registry["knn"].stage1_method({"stage1_method": "pstl"}) == "pstl"
-    assert registry["random"].stage1_method({}) is None and registry["none"].stage1_method({}) is None
+    assert all(registry[name].stage1_method({}) is None for name in ("none", "interp", "meanpose", "random"))
     assert registry["knn"].defaults == {"n_neighbors": 5, "clusters": "num_class", "max_iter": 100,
                                         "stage1_method": "opstl", "device": None}
-    assert registry["random"].defaults == {"variant": "donor"} and registry["none"].defaults == {}
+    assert registry["random"].defaults == {"variant": "donor"}
+    assert registry["none"].defaults == registry["interp"].defaults == registry["meanpose"].defaults == {}
     assert not hasattr(registry["knn"], "needs_encoder")
 
 
@@ -95,7 +99,7 @@ def test_the_catalogues_imputer_settings_are_the_plugins_own():
         assert host().imputers[name].resolve(settings) == host().imputers[name].defaults
 
 
-@pytest.mark.parametrize("name", ["random", "knn"])
+@pytest.mark.parametrize("name", ["random", "knn", "meanpose"])
 def test_imputers_fill_one_split(occluded, tmp_path, name):
     """The runner's call: imputer(raw, frames, split, out, settings, seed, embed=..., progress=...)."""
     raw, frames = occluded
@@ -270,10 +274,126 @@ def test_random_uniform_variant_stays_in_the_training_range(small, tmp_path):
     assert (values >= lo[:, v].T - 1e-6).all() and (values <= hi[:, v].T + 1e-6).all()
 
 
+# --- interp and mean on worked examples ------------------------------------------------------------
+
+
+def tiny(path, data, mask, present, length, train=(0,), val=(1,)) -> SkeletonDataset:
+    """A dataset written as given: data (n, 3, T, 25, 2), mask (n, T, 25, 2), present (n, T, 2), length (n,)."""
+    n, _, frames = data.shape[:3]
+    with DatasetWriter(path, n, frames) as writer:
+        writer["data"][:], writer["mask"][:], writer["present"][:] = data, mask, present
+        writer["length"][:], writer["label"][:] = length, 0
+        writer.names = [f"S001C001P{i:03d}R001A001" for i in range(n)]
+        return writer.finish({"xsub": {"train": list(train), "val": list(val)}},
+                             {"benchmark": "synthetic", "num_class": 1, "frames": frames, "stages": []})
+
+
+def test_interp_on_a_worked_example(tmp_path):
+    """Sample 0 (7 frames, 6 of them its true length): joint 3 of body 0 seen at frames 1 and 4, body 1 absent
+    at frames 2-3 and its joint 3 seen at frames 0 and 5; joint 5 never seen; the padding frame 6 claims a
+    visible joint 3 that must not be read. Sample 1: joint 3 seen at frame 2 only."""
+    n, frames = 2, 7
+    data = np.zeros((n, 3, frames, NUM_JOINTS, 2), np.float32)
+    mask = np.zeros((n, frames, NUM_JOINTS, 2), bool)
+    present = np.zeros((n, frames, 2), bool)
+    present[0, :6, 0] = present[1, :, 0] = True
+    present[0, [0, 1, 4, 5], 1] = True
+    length = np.array([6, 7])
+    others = [v for v in range(NUM_JOINTS) if v not in (3, 5)]
+    mask[:, :, others] = present[:, :, None, :]
+    data[:, :, :, others] = 9.0 * present[:, None, :, None, :]
+    for (i, t, m), xyz in {(0, 1, 0): (1, 2, 3), (0, 4, 0): (4, 8, 0), (0, 0, 1): (0, 0, 1), (0, 5, 1): (5, 0, 1),
+                           (0, 6, 0): (100, 100, 100), (1, 2, 0): (-1, 0.5, 2)}.items():
+        data[i, :, t, 3, m], mask[i, t, 3, m] = xyz, True
+    source = tiny(tmp_path / "src", data, mask, present, length)
+    out = INTERP(source, None, "xsub", tmp_path / "interp")
+    got, imputed = np.asarray(out.data), np.asarray(out.extra["imputed"])
+    expected = {0: (1, 2, 3), 2: (2, 4, 2), 3: (3, 6, 1), 5: (4, 8, 0)}  # held, 1/3 and 2/3 of the way, held
+    for t, xyz in expected.items():
+        assert got[0, :, t, 3, 0] == pytest.approx(xyz, abs=1e-6), t
+    assert imputed[0, :, 3, 0].tolist() == [True, False, True, True, False, True, False]
+    assert got[0, :, 6, 3, 0].tolist() == [100, 100, 100]  # the padding frame as it was, not filled
+    assert got[0, :, 1, 3, 1] == pytest.approx((1, 0, 1)) and got[0, :, 4, 3, 1] == pytest.approx((4, 0, 1))
+    assert imputed[0, :, 3, 1].tolist() == [False, True, False, False, True, False, False]  # absent at 2-3
+    assert (got[0, :, 2:4, :, 1] == 0).all()
+    assert (got[1, :, :, 3, 0] == np.array([-1, 0.5, 2], np.float32)[:, None]).all()  # held both ways
+    assert not imputed[:, :, 5].any() and not np.asarray(out.mask)[:, :, 5].any()  # never seen: stays occluded
+    assert (got[:, :, :, 5] == 0).all()
+    assert np.array_equal(got[:, :, :, others], data[:, :, :, others])
+    stage = out.meta["stages"][-1]
+    assert (stage["interpolated"], stage["held"], stage["unfilled"]) == (4, 8, 6 + 4 + 7)  # joint 5 per body-frame
+
+
+def test_mean_pose_on_a_worked_example(tmp_path):
+    """Training body-frames (x only; y = 1, z = 2 throughout) see joints {0, 1} at 0, 1; {1, 2} at 5, 7;
+    {0, 2} at 0, 6; and {0} alone at 100. The least-squares pose has offsets 0, 2, 5 (up to a common shift;
+    the mean of the visible joints as centre would give 0, 1.5, 3.75); the lone joint says nothing."""
+    n, frames = 2, 5
+    data = np.zeros((n, 3, frames, NUM_JOINTS, 2), np.float32)
+    mask = np.zeros((n, frames, NUM_JOINTS, 2), bool)
+    present = np.zeros((n, frames, 2), bool)
+    present[0, :4, 0] = present[1, :3, 0] = True
+    length = np.array([4, 3])
+    seen = {(0, 0): {0: 0, 1: 1}, (0, 1): {1: 5, 2: 7}, (0, 2): {0: 0, 2: 6}, (0, 3): {0: 100},
+            (1, 0): {0: 10, 1: 11}, (1, 1): {1: 4}}  # sample 1, frame 2: nothing visible
+    for (i, t), joints in seen.items():
+        for v, x in joints.items():
+            data[i, :, t, v, 0], mask[i, t, v, 0] = (x, 1, 2), True
+    source = tiny(tmp_path / "src", data, mask, present, length)
+    out = MEAN(source, None, "xsub", tmp_path / "mean", seed=5)
+    got, imputed = np.asarray(out.data), np.asarray(out.extra["imputed"])
+    expected = {(0, 0, 2): 4.5, (0, 1, 0): 2.5, (0, 2, 1): 2.5, (0, 3, 1): 102, (0, 3, 2): 105,
+                (1, 0, 2): 14.5, (1, 1, 0): 2, (1, 1, 2): 7}  # centre fitted on the visible joints + offset
+    for (i, t, v), x in expected.items():
+        assert got[i, :, t, v, 0] == pytest.approx((x, 1, 2), abs=1e-5), (i, t, v)
+    filled = np.zeros_like(imputed)
+    for i, t, v in expected:
+        filled[i, t, v, 0] = True
+    assert np.array_equal(imputed, filled)  # joints 3-24 never seen: no offset; sample 1 frame 2: no centre
+    assert (got[1, :, 2] == 0).all() and (got[0, :, 4] == 0).all()
+    stage = out.meta["stages"][-1]
+    assert stage["pose_joints"] == 3 and stage["filled"] == len(expected)
+    assert stage["unfilled"] == 4 * NUM_JOINTS + 3 * NUM_JOINTS - len(expected) - sum(map(len, seen.values()))
+    again = MEAN(source, None, "xsub", tmp_path / "again", seed=6)  # deterministic: the seed plays no part
+    assert np.array_equal(np.asarray(again.data), got)
+
+
+def test_mean_pose_is_exact_for_translated_copies_of_one_pose(small, tmp_path):
+    """Training bodies that are one pose moved about, each frame missing other joints: every occluded joint
+    comes back exactly, which a centre at the mean of the visible joints would not give."""
+    rng = np.random.default_rng(1)
+    observed, _ = observed_and_target(small)
+    pose = rng.normal(0, 0.3, (3, NUM_JOINTS))
+    shift = rng.normal(0, 1, (len(small), 3, small.frames, 1, 2))
+    present = np.asarray(small.present)[:, None, :, None, :]
+    truth = ((pose[None, :, None, :, None] + shift) * present).astype(np.float32)
+    source = with_arrays(small, tmp_path / "rigid", np.where(observed[:, None], truth, 0), np.asarray(small.mask))
+    out = MEAN(source, None, "xsub", tmp_path / "mean")
+    imputed = np.asarray(out.extra["imputed"])
+    rows = np.concatenate([small.splits["xsub"]["train"], small.splits["xsub"]["val"]])
+    assert imputed.sum() > 100
+    assert np.abs(np.asarray(out.data) - truth[rows]).max() < 1e-4
+
+
+@pytest.mark.parametrize("imputer", [MEAN, INTERP], ids=["meanpose", "interp"])
+def test_test_samples_never_contribute(small, tmp_path, imputer):
+    """Changing every validation sample but the first changes neither the training results nor the first
+    validation sample's."""
+    first = imputer(small, None, "xsub", tmp_path / "a")
+    data, mask = np.asarray(small.data).copy(), np.asarray(small.mask).copy()
+    val = small.splits["xsub"]["val"]
+    data[val[1:]] = 50.0 * np.asarray(small.present)[val[1:]][:, None, :, None, :]
+    mask[val[1:], :, 3:] = False  # other joints seen and hidden
+    other = with_arrays(small, tmp_path / "changed", data, mask)
+    second = imputer(other, None, "xsub", tmp_path / "b")
+    assert np.array_equal(np.asarray(first.data)[:41], np.asarray(second.data)[:41])
+    assert not np.array_equal(np.asarray(first.data)[41:], np.asarray(second.data)[41:])  # the change was seen
+
+
 def test_padding_frames_are_neither_filled_nor_donated(tmp_path):
     lengths = np.array([8 if i % 2 else 5 for i in range(60)], np.int32)
     source = make_dataset(tmp_path / "src", long=lengths)
-    for imputer in (KNN, RANDOM):
+    for imputer in (KNN, RANDOM, INTERP, MEAN):
         out = imputer(source, None, "xsub", tmp_path / imputer.name)
         imputed = np.asarray(out.extra["imputed"])
         short = np.asarray(out.length) == 5
@@ -329,6 +449,8 @@ def test_imputing_the_50_frame_data_and_preprocessing_after(small, tmp_path):
     (KNN, {"stage1_method": 3}, "imputers.knn.stage1_method=3: expected a string"),
     (RANDOM, {"variant": "gaussian"}, "imputers.random.variant='gaussian': use donor or uniform"),
     (NONE, {"variant": "donor"}, "imputers.none.variant: unknown setting (imputers.none has nothing)"),
+    (INTERP, {"max_gap": 3}, "imputers.interp.max_gap: unknown setting (imputers.interp has nothing)"),
+    (MEAN, {"centre": "hip"}, "imputers.meanpose.centre: unknown setting (imputers.meanpose has nothing)"),
 ])
 def test_bad_settings_are_one_line_errors(small, tmp_path, imputer, settings, message):
     with pytest.raises(OccbenchError) as caught:
@@ -337,7 +459,7 @@ def test_bad_settings_are_one_line_errors(small, tmp_path, imputer, settings, me
     assert not (tmp_path / "x").exists()
 
 
-# --- the three on realistic occlusion -------------------------------------------------------------
+# --- all of them on realistic occlusion -----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -345,17 +467,20 @@ def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     clean, occluded = occluded_synthetic(root)
     made = {"none": occluded}
-    for imputer in (RANDOM, KNN):
+    for imputer in (RANDOM, KNN, INTERP, MEAN):
         made[imputer.name] = imputer(occluded, None, "xsub", root / imputer.name, seed=0)
     return clean, occluded, made
 
 
-def test_knn_beats_random_beats_zeros_on_realistic_occlusion(synthetic):
+def test_mean_beats_knn_beats_random_beats_interp_beats_zeros_on_realistic_occlusion(synthetic):
+    """The order measured (here and on the embedded dataset): realistic occluders stay put, so most occluded
+    joints are never seen in their clip and interp leaves them at 0; the mean pose fits every one."""
     clean, occluded, made = synthetic
     assert [ds.path for ds in ground_truth(made["knn"])] == [occluded.path, clean.path]
     errors = {name: imputation_error(ds, "xsub") for name, ds in made.items()}
     for part in ("train", "val", "all"):
         overall = {name: df[(df.part == part) & (df.joint == "all")].mpjpe.iloc[0] for name, df in errors.items()}
-        assert overall["knn"] < overall["random"] < overall["none"], (part, overall)
+        order = [overall[name] for name in ("meanpose", "knn", "random", "interp", "none")]
+        assert order == sorted(order) and len(set(order)) == len(order), (part, overall)
     counts = {name: int(df[(df.part == "all") & (df.joint == "all")]["count"].iloc[0]) for name, df in errors.items()}
     assert len(set(counts.values())) == 1 and counts["knn"] > 100  # the same occluded joints for all
