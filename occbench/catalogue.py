@@ -23,7 +23,7 @@ ENTRY_FIELDS = {
     "occlusions": ({"title"}, {"citation"}),
     "suites": (
         {"title", "profile", "datasets", "occlusion", "methods", "imputers", "protocols", "seeds"},
-        set(),
+        {"pretrain_occlusion", "transfer"},
     ),
 }
 PROFILE_FIELDS = {"_base_", "data", "encoder", "pretrain", "methods", "protocols", "imputers"}
@@ -142,8 +142,25 @@ def _validate_profile(raw: dict, key: str, profile, fail) -> None:
 def _validate_suite(raw: dict, key: str, suite: dict, fail) -> None:
     if suite["profile"] not in raw["profiles"]:
         fail(f"{key}.profile", f"unknown profile {suite['profile']!r}")
-    if suite["occlusion"] not in raw["occlusions"]:
-        fail(f"{key}.occlusion", f"unknown occlusion {suite['occlusion']!r}")
+    # Occlusion specs (`random@0.3`): their kind is checked here, their severity when the grid is planned
+    # (occbench.plan.occlusion_spec), so that loading the catalogue needs no numeric code.
+    occlusion = suite["occlusion"]
+    if occlusion == []:
+        fail(f"{key}.occlusion", "expected one occlusion spec or a list of them, e.g. [random@0.1, random@0.3]")
+    for spec in occlusion if isinstance(occlusion, list) else [occlusion]:
+        _check_occlusion_kind(raw, f"{key}.occlusion", spec, fail)
+    if "pretrain_occlusion" in suite:
+        _check_occlusion_kind(raw, f"{key}.pretrain_occlusion", suite["pretrain_occlusion"], fail)
+    transfer = suite.get("transfer", [])
+    if not isinstance(transfer, list):
+        fail(f"{key}.transfer", "expected a list of {pretrain: SPEC, evaluate: SPEC}")
+    for index, pair in enumerate(transfer):
+        where = f"{key}.transfer[{index}]"
+        if not isinstance(pair, dict) or set(pair) != {"pretrain", "evaluate"}:
+            fail(where, f"{pair!r}: expected {{pretrain: SPEC, evaluate: SPEC}}, e.g. {{pretrain: none, "
+                        "evaluate: realistic}")
+        for side in ("pretrain", "evaluate"):
+            _check_occlusion_kind(raw, f"{where}.{side}", pair[side], fail)
     for item in suite["datasets"]:
         dataset, _, split = str(item).partition("/")
         if dataset not in raw["datasets"] or split not in raw["datasets"][dataset]["splits"]:
@@ -152,6 +169,14 @@ def _validate_suite(raw: dict, key: str, suite: dict, fail) -> None:
         names = suite[section]
         if names != "all" and (not isinstance(names, list) or not all(isinstance(name, str) for name in names)):
             fail(f"{key}.{section}", "expected a list of names, or all")
+
+
+def _check_occlusion_kind(raw: dict, key: str, spec, fail) -> None:
+    if not isinstance(spec, str):
+        fail(key, f"{spec!r}: expected an occlusion spec (a name), e.g. realistic or random@0.3")
+    kind = spec.partition("@")[0].strip()
+    if kind not in raw["occlusions"]:
+        fail(key, f"unknown occlusion {kind!r}: choose from {', '.join(raw['occlusions'])}")
 
 
 def merge(base: dict, override: dict) -> dict:

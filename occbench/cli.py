@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data_commands.add_parser("pipeline", help="the embedded default: synth, prepare, occlude, preprocess, show")
     p.add_argument("--home", type=Path, help=f"where data is cached (default: $OCCBENCH_HOME or {paths.DEFAULT_HOME})")
-    p.add_argument("--occlusion", default="realistic", help="realistic, random or inferred (default realistic)")
+    p.add_argument("--occlusion", default="realistic",
+                   help="realistic, random or inferred, or with a severity: random@0.3 (default realistic)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--show", type=Path, default=Path("occbench-sample.png"), help="picture of one occluded sample")
     p.set_defaults(func=_pipeline)
@@ -85,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data_commands.add_parser("occlude", help="apply realistic, random or Kinect-inferred occlusion")
     p.add_argument("--data", type=Path, required=True, help="a prepared dataset (camera space, before preprocess)")
-    p.add_argument("--kind", required=True, help="realistic, random or inferred")
+    p.add_argument("--kind", required=True,
+                   help="realistic, random or inferred, or with a severity in [0, 1]: random@0.3 (the fraction "
+                        "of joints), realistic@0.2 (the furniture density)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fraction", type=float, help="random: the fraction of joints occluded (default 0.3)")
@@ -115,10 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", default="quick", help="a suite of the catalogue: quick (default), table2, table3, "
                    "table4, or one of --registry's")
     p.add_argument("--methods", type=_names, help="comma-separated, or all")
-    p.add_argument("--imputers", type=_names, help="e.g. none,random,knn")
+    p.add_argument("--imputers", type=_names, help="e.g. none,interp,knn")
     p.add_argument("--protocols", type=_names, help="e.g. linear,semi1,semi10,finetune")
     p.add_argument("--datasets", type=_names, help="e.g. synthetic/xsub or ntu60 (all its splits)")
-    p.add_argument("--occlusion", help="realistic, random, inferred or none")
+    p.add_argument("--occlusion", type=_specs, metavar="SPEC[,SPEC...]",
+                   help="what the protocol evaluates on: realistic, random, inferred or none, a kind with a "
+                   "severity in [0, 1] (random@0.3, realistic@0.2), or several levels, e.g. random@0.1,random@0.3")
+    p.add_argument("--pretrain-occlusion", metavar="SPEC",
+                   help="pretrain every encoder on this occlusion instead, e.g. none (default: each --occlusion)")
     p.add_argument("--profile", help="hyperparameter profile: paper or quick")
     p.add_argument("--seeds", type=_seeds, help=f"e.g. 0,1,2 (0 to {MAX_SEED})")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=DIR",
@@ -145,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("impute", help="fill occluded joints (none, random, knn, or a plugin's); report the "
                             "error on them")
-    p.add_argument("--imputer", required=True, help="none, random, knn (or a plugin's)")
+    p.add_argument("--imputer", required=True, help="none, interp, meanpose, random, knn (or a plugin's)")
     p.add_argument("--data", type=Path, required=True, help="occluded dataset (raw-length or preprocessed)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--split", help="default: every split")
@@ -161,9 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_impute)
 
+    from occbench.plot import add_plot_command
     from occbench.report import add_table_command
 
     add_table_command(commands)
+    add_plot_command(commands)
 
     p = commands.add_parser("plugins", help="list the installed plugins and what each registered")
     p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME", help="block a plugin")
@@ -281,6 +290,15 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _specs(text: str) -> list[str]:
+    """Comma-separated occlusion specs (checked when the grid is planned: occbench.plan.occlusion_spec)."""
+    specs = [spec.strip() for spec in text.split(",") if spec.strip()]
+    if not specs:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more comma-separated occlusions, e.g. "
+                                         "random@0.1,random@0.3")
+    return specs
+
+
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
 
 
@@ -316,8 +334,8 @@ def _run(args) -> None:
     catalogue = load_catalogue(args.registry)
     grid = resolve_grid(catalogue, host, args.suite, methods=args.methods, imputers=args.imputers,
                         protocols=args.protocols, datasets=args.datasets, occlusion=args.occlusion,
-                        profile=args.profile, seeds=args.seeds, overrides=args.cfg_options,
-                        world_size=args.gpus_per_cell)
+                        pretrain_occlusion=args.pretrain_occlusion, profile=args.profile, seeds=args.seeds,
+                        overrides=args.cfg_options, world_size=args.gpus_per_cell)
     sources = {}
     for item in args.data:
         name, sep, folder = item.partition("=")
@@ -350,6 +368,7 @@ def _execute(stages, work, args, host, grid) -> None:
     slots = args.slots or default_slots([s for s in stages if s not in done], device, args.gpus_per_cell)
     where = f"{slots} slots" if args.launcher == "local" and slots > 1 else args.launcher
     print(f"plan: {len(stages)} stages ({cells} result cells), {len(done)} already done; {where}; work {work}")
+    print(f"occlusion: {_occlusion_levels(grid)}")
     if args.dry_run:
         for stage in stages:
             print(f"  {'cached' if stage in done else 'to run':>6}  {stage.kind:<8} {stage.key}  {stage.label}")
@@ -389,7 +408,16 @@ def _check_writable(folder: Path, option: str) -> None:
         raise write_error(folder, err, option) from None
 
 
+def _occlusion_levels(grid) -> str:
+    """The grid's occlusions as the plan names them: each level, and `A -> B` where the encoder is
+    pretrained on A and evaluated on B."""
+    return ", ".join(evaluated if pretrained == evaluated else f"{pretrained} -> {evaluated}"
+                     for pretrained, evaluated in grid.occlusion_pairs())
+
+
 def _print_tables(stages, args, grid) -> None:
+    import pandas as pd
+
     from occbench.report import render
     from occbench.store import records_frame
 
@@ -399,11 +427,20 @@ def _print_tables(stages, args, grid) -> None:
         present = set(frame["profile"])  # records cached before cells named their overrides say the profile
         return [p for p in dict.fromkeys(stage.cell.profile for stage in stages if stage.kind == kind) if p in present]
 
-    print("\n\n".join(render(frame, "imputers", "markdown", profile=profile, occlusion=grid.occlusion,
-                              protocol=protocol) for profile in profiles("evaluate") for protocol in grid.protocols))
-    if (frame["protocol"] == "imputation").any():
-        for profile in profiles("impute"):
-            print("\n" + render(frame, "quality", "markdown", profile=profile, occlusion=grid.occlusion))
+    def levels(kind: str) -> list[str]:  # the occlusion levels of this run's cells, one table each
+        return list(dict.fromkeys(stage.cell.occlusion for stage in stages if stage.kind == kind))
+
+    def recorded(**cell) -> bool:  # a table only where some record has these cell values
+        return bool(frame[[name for name in cell]].eq(pd.Series(cell)).all(axis=1).any())
+
+    print("\n\n".join(render(frame, "imputers", "markdown", profile=profile, occlusion=occlusion, protocol=protocol)
+                      for profile in profiles("evaluate") for occlusion in levels("evaluate")
+                      for protocol in grid.protocols if recorded(profile=profile, occlusion=occlusion,
+                                                                 protocol=protocol)))
+    for profile in profiles("impute"):
+        for occlusion in levels("impute"):
+            if recorded(profile=profile, occlusion=occlusion, protocol="imputation"):
+                print("\n" + render(frame, "quality", "markdown", profile=profile, occlusion=occlusion))
 
 
 def _impute(args) -> None:

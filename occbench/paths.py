@@ -76,7 +76,9 @@ def embedded_folder(generator: dict, home_folder: str | Path | None = None) -> P
 
 
 def embedded_parts(root: Path, occlusion: str, seed: int, frames: int) -> dict[str, Path]:
-    """The folders of one embedded chain (`embedded_folder`), by role."""
+    """The folders of one embedded chain (`embedded_folder`), by role; one occluded pair per occlusion spec
+    (`random@0.3` in a name safe on every file system: a bare kind's folders keep their names)."""
+    occlusion = _safe(occlusion)
     return {"skeletons": root / "skeletons", "raw": root / RAW, "occluded_raw": root / f"{RAW}-{occlusion}-seed{seed}",
             "clean": root / f"frame{frames}", "occluded": root / f"frame{frames}-{occlusion}-seed{seed}"}
 
@@ -154,9 +156,17 @@ def resolve(folder: Path, kept: str) -> Path:
 
 def record_name(cell: dict) -> str:
     """A readable file name for the record of `cell`, unique per cell, e.g.
-    ``opstl-J-knn-ntu60-xsub-realistic-linear-paper-seed0.json`` (fields that are null are left out)."""
+    ``opstl-J-knn-ntu60-xsub-realistic-linear-paper-seed0.json`` (fields that are null are left out; a cell
+    pretrained on another occlusion than it was evaluated on has ``-pretrained_none`` after its occlusion)."""
     fields = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "profile")
-    stem = "-".join(_safe(str(cell[name])) for name in fields if cell.get(name) is not None)
+    pretrained = cell.get("pretrain_occlusion")
+    parts = []
+    for name in fields:
+        if cell.get(name) is not None:
+            parts.append(_safe(str(cell[name])))
+        if name == "occlusion" and pretrained not in (None, cell.get("occlusion")):  # pretrained on other data
+            parts.append(f"pretrained_{_safe(str(pretrained))}")
+    stem = "-".join(parts)
     seed = f"-seed{cell.get('seed')}.json"
     if len(stem) + len(seed) > MAX_NAME:  # a profile named after many --cfg-options: shortened, kept unique
         stem = f"{stem[: MAX_NAME - len(seed) - 17]}-{digest({'cell': cell}, length=16)}"

@@ -7,6 +7,26 @@ A stage's key is a digest of everything that determines its output: its own reso
 the keys of the stages it reads. Identical stages collapse into one (the stage-1 OPSTL pretraining of
 the KNN imputer *is* the OPSTL pretraining on non-imputed data), and a changed setting changes the
 keys of exactly the stages it affects.
+
+Occlusion. A grid runs one or more occlusion specs (`random@0.3`, `realistic`, ...; see
+`occbench.data.occlusion.parse_occlusion`): each is a data stage of its own, and each its own cells.
+A bare kind's data stage holds the kind alone, so it keeps the key it had before specs had severities.
+
+Pretraining occlusion apart from evaluation occlusion (`--pretrain-occlusion`, a suite's
+`pretrain_occlusion` or `transfer` pairs): the encoder is pretrained on the data of one spec and the
+protocol evaluates on the data of another. Then
+
+    data (pretrain spec) ─► impute ─► pretrain ─┐
+    data (evaluation spec) ─► impute ───────────┴─► evaluate
+
+a pretraining depends on its own data stage only, so changing the evaluation occlusion alone re-runs
+the new data stage, its imputations and the evaluations, never a pretraining. The cell's imputer
+applies to both sides, each imputed by its own stage: the pretraining data is imputed before the
+method pretrains on it, the evaluation data before the protocol reads it (the KNN imputer's stage-1
+encoder is pretrained on the occluded data it imputes, so each side has its own). A side with no
+occlusion (`none`) has nothing to fill and is used as it is, so every imputer's cells pretrained on
+clean data share one pretraining per method. When the two specs are equal the grid is exactly the
+one-occlusion grid: one data stage, one imputation, read by the pretraining and the evaluation.
 """
 
 from __future__ import annotations
@@ -31,10 +51,15 @@ class Cell:
     imputer: str
     dataset: str
     split: str
-    occlusion: str
+    occlusion: str  # the spec the protocol evaluated on (imputation quality: the spec of the imputed data)
     protocol: str
     seed: int
     profile: str
+    pretrain_occlusion: str | None = None  # the spec the encoder was pretrained on; None: `occlusion`
+
+    def __post_init__(self):
+        if self.pretrain_occlusion is None:
+            object.__setattr__(self, "pretrain_occlusion", self.occlusion)
 
 
 @dataclass(eq=False)
@@ -66,7 +91,7 @@ class Stage:
 @dataclass
 class Grid:
     datasets: list[tuple[str, str]]
-    occlusion: str
+    occlusion: list[str]  # the specs evaluated on, each its own data stage and cells
     methods: list[str]
     imputers: list[str]
     protocols: list[str]
@@ -74,6 +99,37 @@ class Grid:
     profile: str
     overrides: list[str] = field(default_factory=list)
     world_size: int = 1  # processes (GPUs) per pretraining
+    pretrain_occlusion: str | None = None  # the spec every encoder pretrains on; None: each level's own
+    transfer: list[tuple[str, str]] = field(default_factory=list)  # further (pretrain, evaluate) spec pairs
+
+    def occlusion_pairs(self) -> list[tuple[str, str]]:
+        """(pretraining spec, evaluation spec) of every group of cells, each once, in order."""
+        pairs = [(self.pretrain_occlusion or spec, spec) for spec in self.occlusion]
+        return list(dict.fromkeys([*pairs, *self.transfer]))
+
+    def several_occlusions(self) -> bool:
+        """Whether the grid reads data of more than one spec (labels then name the spec)."""
+        return len({spec for pair in self.occlusion_pairs() for spec in pair}) > 1
+
+
+def occlusion_spec(text, where: str, catalogue: Catalogue) -> str:
+    """The spec `text` checked (its kind one of the catalogue's occlusions, its severity one that
+    `parse_occlusion` accepts) and written one way (`random@.30` is `random@0.3`), so equal
+    specs are one data stage; `where` (the option or suite key it came from) starts any error."""
+    from occbench.data.occlusion import occlusion_severity, parse_occlusion
+
+    if not isinstance(text, str):
+        raise OccbenchError(f"{where}: occlusion {text!r} is not a name; write e.g. realistic or random@0.3")
+    text = text.strip()
+    try:
+        kind, _ = parse_occlusion(text)
+        severity = occlusion_severity(text)
+    except OccbenchError as err:
+        raise OccbenchError(f"{where}: {err}") from None
+    if kind not in catalogue.occlusions:
+        raise OccbenchError(f"{where}: unknown occlusion {kind!r}: choose from {', '.join(catalogue.occlusions)} "
+                            f"({catalogue.path})")
+    return kind if severity is None else f"{kind}@{severity!r}"
 
 
 def available_datasets(catalogue: Catalogue, host) -> dict[str, dict]:
@@ -134,16 +190,31 @@ def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) ->
             if one not in splits:
                 raise OccbenchError(f"dataset {dataset} has no split {one!r}: choose from {', '.join(splits)}")
             datasets.append((dataset, one))
-    occlusion = pick("occlusion")
-    if occlusion not in catalogue.occlusions:
-        raise OccbenchError(f"unknown occlusion {occlusion!r}: choose from {', '.join(catalogue.occlusions)}")
+    # the command line's occlusions replace the suite's whole (its transfer pairs too)
+    given = any(options.get(name) not in (None, [], "") for name in ("occlusion", "pretrain_occlusion"))
+
+    def specs(name: str, option: str) -> list[str]:  # a suite's may be one spec or a list
+        if options.get(name) not in (None, [], ""):
+            value, where = options[name], option
+        else:
+            value, where = base.get(name), f"suites.{suite}.{name}"
+        items = [] if value is None else [value] if isinstance(value, str) else value
+        return [occlusion_spec(item, where, catalogue) for item in items]
+
+    occlusion = list(dict.fromkeys(specs("occlusion", "--occlusion")))
+    pretrain = specs("pretrain_occlusion", "--pretrain-occlusion")
+    transfer = [] if given else [
+        (occlusion_spec(pair.get("pretrain"), f"suites.{suite}.transfer[{index}].pretrain", catalogue),
+         occlusion_spec(pair.get("evaluate"), f"suites.{suite}.transfer[{index}].evaluate", catalogue))
+        for index, pair in enumerate(base.get("transfer") or [])]
     profile = pick("profile")
     catalogue.profile(profile)
     world_size = int(options.get("world_size") or 1)
     if world_size < 1:
         raise OccbenchError(f"--gpus-per-cell {world_size}: use 1 or more")
     return Grid(datasets, occlusion, names("methods"), names("imputers"), names("protocols"),
-                [int(s) for s in pick("seeds")], profile, list(options.get("overrides") or []), world_size)
+                [int(s) for s in pick("seeds")], profile, list(options.get("overrides") or []), world_size,
+                pretrain[0] if pretrain else None, transfer)
 
 
 def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]) -> list[Stage]:
@@ -160,7 +231,12 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
 
     known = available_datasets(catalogue, host)
 
-    def data_stage(dataset: str) -> Stage:
+    several = grid.several_occlusions()
+
+    def level(spec: str) -> str:  # a label's occlusion, where the grid has more than one
+        return f" {spec}" if several else ""
+
+    def data_stage(dataset: str, occlusion: str) -> Stage:
         entry = known[dataset]
         source = "embedded" if entry["source"] == "embedded" else sources.get(dataset)
         if source is None and entry["source"] == "plugin":
@@ -170,9 +246,9 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
                 f"dataset {dataset} needs its prepared folder: pass --data {dataset}=DIR "
                 f"(made by `occbench data prepare --benchmark {dataset}`)"
             )
-        settings = {"dataset": dataset, "source": source, "occlusion": grid.occlusion,
+        settings = {"dataset": dataset, "source": source, "occlusion": occlusion,
                     "frames": profile["data"]["frames"], "synth": entry.get("synth", {})}
-        return add(Stage("data", f"data {dataset} {grid.occlusion}", settings))
+        return add(Stage("data", f"data {dataset} {occlusion}", settings))
 
     def pretrain_stage(method: str, input_stage: Stage, data: Stage, split: str, seed: int) -> Stage:
         method_settings, schedule = pretrain_settings(host.methods[method], method, profile)
@@ -186,8 +262,8 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
             settings["world_size"] = grid.world_size
         imputer = input_stage.settings["imputer"] if input_stage is not data else unimputed
         needs = (input_stage,) if input_stage is data else (input_stage, data)
-        return add(Stage("pretrain", f"pretrain {method} {imputer} {data.settings['dataset']}/{split} seed{seed}",
-                         settings, needs))
+        return add(Stage("pretrain", f"pretrain {method} {imputer} {data.settings['dataset']}/{split}"
+                         f"{level(data.settings['occlusion'])} seed{seed}", settings, needs))
 
     def impute_stage(name: str, data: Stage, split: str, seed: int) -> Stage:
         imputer = registered_imputer(host.imputers, name)
@@ -204,24 +280,39 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
                                     f"{', '.join(host.methods.names())}")
             needs = (data, pretrain_stage(stage1, data, data, split, seed))
         # The cell of its imputation-quality records (not part of the key: identical stages still collapse).
-        cell = Cell(None, name, data.settings["dataset"], split, grid.occlusion, QUALITY_PROTOCOL, seed, grid.profile)
-        return add(Stage("impute", f"impute {name} {data.settings['dataset']}/{split} seed{seed}",
+        occlusion = data.settings["occlusion"]
+        cell = Cell(None, name, data.settings["dataset"], split, occlusion, QUALITY_PROTOCOL, seed, grid.profile)
+        return add(Stage("impute", f"impute {name} {data.settings['dataset']}/{split}{level(occlusion)} seed{seed}",
                          settings, needs, cell))
 
+    def side(name: str, data: Stage, split: str, seed: int) -> Stage:
+        """What one side of a cell whose two occlusions differ reads: its data imputed, or as it is when
+        that data has no occlusion (nothing to fill)."""
+        return data if data.settings["occlusion"] == "none" else impute_stage(name, data, split, seed)
+
     for dataset, split in grid.datasets:
-        data = data_stage(dataset)
-        for seed in grid.seeds:
-            for imputer in grid.imputers:
-                source = impute_stage(imputer, data, split, seed)
-                for method in grid.methods:
-                    pretrain = pretrain_stage(method, source, data, split, seed)
-                    for protocol in grid.protocols:
-                        recipe = protocol_settings(profile, catalogue, method, protocol, host)
-                        settings = {"protocol": protocol, "settings": recipe,
-                                    "split": split, "seed": seed}
-                        cell = Cell(method, imputer, dataset, split, grid.occlusion, protocol, seed, grid.profile)
-                        add(Stage("evaluate", f"evaluate {protocol} {method} {imputer} {dataset}/{split} "
-                                  f"seed{seed}", settings, (pretrain, source), cell))
+        for pretrain_occlusion, occlusion in grid.occlusion_pairs():
+            data = data_stage(dataset, occlusion)
+            apart = pretrain_occlusion != occlusion
+            pretrain_data = data_stage(dataset, pretrain_occlusion) if apart else data
+            for seed in grid.seeds:
+                for imputer in grid.imputers:
+                    if apart:
+                        source, evaluated = (side(imputer, pretrain_data, split, seed),
+                                             side(imputer, data, split, seed))
+                    else:  # one imputation, read by the pretraining and the evaluation
+                        source = evaluated = impute_stage(imputer, data, split, seed)
+                    on = f"{level(occlusion)}" + (f" (pretrained on {pretrain_occlusion})" if apart else "")
+                    for method in grid.methods:
+                        pretrain = pretrain_stage(method, source, pretrain_data, split, seed)
+                        for protocol in grid.protocols:
+                            recipe = protocol_settings(profile, catalogue, method, protocol, host)
+                            settings = {"protocol": protocol, "settings": recipe,
+                                        "split": split, "seed": seed}
+                            cell = Cell(method, imputer, dataset, split, occlusion, protocol, seed, grid.profile,
+                                        pretrain_occlusion)
+                            add(Stage("evaluate", f"evaluate {protocol} {method} {imputer} {dataset}/{split}{on} "
+                                      f"seed{seed}", settings, (pretrain, evaluated), cell))
     planned = list(stages.values())  # insertion order: every stage is added after the stages it needs
     if grid.overrides:
         _mark_overridden(planned, grid, catalogue, host, sources)

@@ -10,13 +10,27 @@ Layouts (top-1 accuracy in %):
 * ``quality``: the imputers' error on the occluded joints of the test set (MPJPE in mm, from the
   imputation-quality records the runner writes when the clean data is known); rows imputer, columns
   dataset x split, with the change against leaving the zeros (none).
+* ``severity``: accuracy per occlusion level; rows method x stream (x imputer when there are several),
+  columns split x occlusion level (``random@0.1``, ``random@0.3``...: kind, then the severity as a
+  number), each with the measured fraction of hidden joint-frames. A level's change is against the
+  lowest level of its kind (same method, imputer and split): what the extra occlusion costs. The
+  imputers' own gain at each level is the ``imputers`` layout, one table per level.
 
 Fields a layout does not put in rows or columns (dataset, occlusion, protocol, profile...) split the
 records into one table per value; unless filtered, clean data (occlusion ``none``) is left out of
-occlusion tables and the imputers and summary layouts use the linear protocol when there is one.
+occlusion tables and the imputers and summary layouts use the linear protocol when there is one. The
+occlusion an encoder was pretrained on is part of a cell: a cell pretrained on other data than it is
+evaluated on (clean pretraining, realistic evaluation) gets its own table, titled so.
+
+Changes pair the runs of one seed: a change is the mean of the per-seed differences between the cell
+and the one it is compared with (everything else equal), over the seeds both have; with two pairs or
+more it has a two-sided 95% t interval (df = pairs - 1), and a ``*`` where that interval excludes 0.
+``reference=METHOD`` compares every method with that one instead. Records without seeds (the published
+numbers) change by the difference of their means.
 
 Published numbers (``provenance.source == "paper"``) are shown only when there is nothing else, or beside
-ours with ``compare="paper"``. Like `store`, this module imports neither torch nor pandas.
+ours with ``compare="paper"``. Like `store`, this module imports neither torch nor pandas (nor numpy:
+the t quantile is computed here).
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ import re
 import statistics
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -39,15 +53,19 @@ from occbench import paths
 from occbench.errors import OccbenchError
 from occbench.store import RecordWarning, flat_rows, load_records
 
-KEY = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "profile")
-FILTERS = ("dataset", "split", "protocol", "imputer", "occlusion", "method", "profile")
+# `pretraining` is derived from the record's pretrain_occlusion (`_as_rows`): SAME when the encoder was
+# pretrained on the occlusion it is evaluated on, else that occlusion, so that a severity sweep whose
+# levels each pretrain on their own data stays one table.
+KEY = ("method", "stream", "imputer", "dataset", "split", "occlusion", "pretraining", "protocol", "profile")
+SAME = "as evaluated"
+FILTERS = ("dataset", "split", "protocol", "imputer", "occlusion", "pretrain_occlusion", "method", "profile")
 FORMATS = ("markdown", "latex", "csv", "json")
 # The order and labels of the data-layer fields; methods, imputers and protocols are named by their
 # plugins, whose titles each record carries (`Names`)
 ORDER = {
     "dataset": ("ntu60", "ntu120", "synthetic"),
     "split": ("xsub", "xview", "xset"),
-    "occlusion": ("realistic", "random", "inferred", "none"),
+    "occlusion": ("none", "realistic", "random", "inferred"),  # a level `kind@severity` ranks by kind, severity
 }
 LABELS = {"dataset": {"ntu60": "NTU-60", "ntu120": "NTU-120"}}
 TITLES = {"occlusion": {"none": "no occlusion"}}
@@ -91,6 +109,14 @@ class Names:
         if name in NAMED_BY_PLUGINS:
             own = self.info.get((name, value), {})
             return (own.get("order", math.inf), self.label(name, value))
+        if name == "pretraining":
+            return (0,) if value == SAME else (1, *self.rank("occlusion", value))
+        if name == "occlusion":
+            kind, severity = severity_of(value)
+            order = ORDER["occlusion"]
+            # a bare kind (its default parameters) before its levels; the levels by number, not text (0.05 < 0.1)
+            return (order.index(kind) if kind in order else len(order), kind, severity is not None,
+                    severity if severity is not None else 0.0, str(value))
         order = ORDER.get(name, ())
         return (order.index(value) if value in order else len(order), str(value))
 
@@ -117,15 +143,52 @@ class Layout:
     columns: tuple[str, str]  # (grouped header, sub-header)
     header: tuple[str, ...]  # the row-label columns
     shown: Callable[[dict, Names], bool] = lambda key, names: True
-    baseline: Callable[[dict, Names], dict | None] = lambda key, names: None
+    # the cell a cell's change is against, given the cells with a result
+    baseline: Callable[[dict, Names, Present], dict | None] = lambda key, names, present: None
     change_note: str = ""
     metric: str = "top1"  # the record field shown, times `scale`
     scale: float = 1.0
     heading: str = "Top-1 accuracy (%)"
+    optional_header: tuple[str, ...] = ()  # row labels left out of a table where they have one value
 
 
-def _against_none(key: dict, names: Names) -> dict | None:
+@dataclass(frozen=True)
+class Present:
+    """The cells that have a result: their KEY tuples, and the occlusions among them."""
+
+    keys: frozenset[tuple]
+    occlusions: tuple
+
+    @classmethod
+    def of(cls, keys: Iterable[tuple]) -> Present:
+        keys = frozenset(keys)
+        return cls(keys, tuple({key[KEY.index("occlusion")] for key in keys}))
+
+
+def severity_of(occlusion: Any) -> tuple[str, float | None]:
+    """(kind, severity) of an occlusion spec: ``random@0.3`` is ("random", 0.3), a bare kind has None. Only
+    for ordering and grouping: a severity that is not a number orders as text."""
+    kind, _, severity = str(occlusion).partition("@")
+    try:
+        return kind, float(severity) if severity else None
+    except ValueError:
+        return kind, None
+
+
+def _against_none(key: dict, names: Names, present: Present) -> dict | None:
     return None if names.baseline is None or names.identity(key["imputer"]) else key | {"imputer": names.baseline}
+
+
+def _against_lowest_level(key: dict, names: Names, present: Present) -> dict | None:
+    """The lowest level of the same kind (``random@0.1`` for ``random@0.3``), all else equal; a bare kind
+    is no level of a sweep."""
+    kind, severity = severity_of(key["occlusion"])
+    if severity is None:
+        return None
+    levels = [level for level in present.occlusions if severity_of(level)[0] == kind
+              and severity_of(level)[1] is not None and _key_tuple(key | {"occlusion": level}) in present.keys]
+    lowest = min(levels, key=lambda level: severity_of(level)[1], default=key["occlusion"])
+    return None if lowest == key["occlusion"] else key | {"occlusion": lowest}
 
 
 def _in_summary(key: dict, names: Names) -> bool:
@@ -136,18 +199,24 @@ def _in_summary(key: dict, names: Names) -> bool:
 
 
 LAYOUTS = {
-    "imputers": Layout(("dataset", "occlusion", "protocol", "profile"), ("method", "stream"), ("imputer", "split"),
-                       ("method", "stream"), baseline=_against_none,
+    "imputers": Layout(("dataset", "occlusion", "pretraining", "protocol", "profile"), ("method", "stream"),
+                       ("imputer", "split"), ("method", "stream"), baseline=_against_none,
                        change_note="change against no imputation (none) of the same method and split"),
-    "protocols": Layout(("occlusion", "imputer", "profile"), ("protocol", "method", "stream"),
+    "protocols": Layout(("occlusion", "pretraining", "imputer", "profile"), ("protocol", "method", "stream"),
                         ("dataset", "split"), ("protocol", "method", "stream"), baseline=_against_none,
                         change_note="change against the same protocol on non-imputed data"),
-    "summary": Layout(("occlusion", "protocol", "profile"), ("method", "stream", "imputer"), ("dataset", "split"),
-                      ("method", "stream"), shown=_in_summary),
-    "quality": Layout(("occlusion", "profile"), ("imputer",), ("dataset", "split"), ("imputer",),
+    "summary": Layout(("occlusion", "pretraining", "protocol", "profile"), ("method", "stream", "imputer"),
+                      ("dataset", "split"), ("method", "stream"), shown=_in_summary),
+    "quality": Layout(("occlusion", "pretraining", "profile"), ("imputer",), ("dataset", "split"), ("imputer",),
                       baseline=_against_none, change_note="change against leaving the zeros (none)",
                       metric="mpjpe", scale=1000.0, heading="MPJPE on the occluded joints of the test set (mm)"),
+    "severity": Layout(("dataset", "pretraining", "protocol", "profile"), ("method", "stream", "imputer"),
+                       ("split", "occlusion"), ("method", "stream", "imputer"),
+                       shown=lambda key, names: key["method"] is not None, baseline=_against_lowest_level,
+                       change_note="change against the lowest level of the same occlusion kind (same method, "
+                                   "imputer and split)", optional_header=("imputer",)),
 }
+T_LEVEL = 0.95  # of the changes' two-sided t intervals
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -163,11 +232,20 @@ class Stat:
 @dataclass
 class Cell:
     stat: Stat | None = None
-    change: float | None = None  # signed, against the layout's baseline cell
+    change: float | None = None  # signed, against the layout's baseline cell: the mean per-seed difference
+    interval: tuple[float, float] | None = None  # the change's t interval (T_LEVEL), with two pairs or more
+    pairs: int | None = None  # seeds the change pairs (None: unseeded records, a difference of means)
+    unpaired: int = 0  # runs of the two cells without a partner of the same seed, left out of the change
     change_abs: float | None = None  # published magnitude whose sign was lost (Table IV)
     paper: float | None = None
+    occluded: list[float] = field(default_factory=list)  # measured fraction of hidden joint-frames, per run
     status: str | None = None  # "failed" or "submitted" (its seeds' status notes), when it has no result
     notes: list[dict] = field(default_factory=list)  # the status notes of its seeds without a result
+
+    @property
+    def distinct(self) -> bool:
+        """Whether the change's interval excludes 0: more than the seeds' noise."""
+        return self.interval is not None and (self.interval[0] > 0 or self.interval[1] < 0)
 
 
 @dataclass
@@ -181,16 +259,21 @@ class Table:
     compare: bool = False
     citations: list[str] = field(default_factory=list)
     names: Names = field(default_factory=Names)
+    header: tuple[str, ...] = ()  # the row-label columns (the layout's, less one-valued optional ones)
+    change_note: str = ""
+    reference: Any = None  # the method every change is against (--reference), if chosen
 
 
 # -------------------------------------------------------------------------------------------- render
 
 
 def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare: str | None = None,
-           **filters: str | None) -> str:
+           reference: str | None = None, **filters: str | None) -> str:
     """The tables of `layout` for the records in `frame` (a DataFrame from `records_frame`, flat rows, or
     records), as text in `fmt`. `compare="paper"` puts the published number beside each of ours;
-    `filters` (dataset, split, protocol, imputer, occlusion, method, profile) keep matching records only."""
+    `reference` (a method) makes every change one against that method on the same data; `filters`
+    (dataset, split, protocol, imputer, occlusion, pretrain_occlusion, method, profile) keep matching
+    records only."""
     _check_options(layout, fmt, compare, filters)
     filters = {name: value for name, value in filters.items() if value is not None}
     rows = _as_rows(frame)
@@ -206,7 +289,7 @@ def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare:
     if paper and not _any_match(ours, filters) and _any_match(paper, filters):
         ours = []
     tables = build_tables(ours or paper, paper, layout, filters, compare=bool(compare and ours),
-                          published_only=not ours)
+                          published_only=not ours, reference=reference)
     return FORMATTERS[fmt](tables)
 
 
@@ -223,14 +306,20 @@ def _check_options(layout: str, fmt: str, compare: str | None, filters: dict) ->
 
 
 def _as_rows(frame: Any) -> list[dict]:
-    """Flat dict rows from a DataFrame, flat rows or records, with pandas' missing values made None."""
+    """Flat dict rows from a DataFrame, flat rows or records, with pandas' missing values made None and
+    the pretraining occlusion filled in (`pretraining`: SAME or the other occlusion)."""
     if hasattr(frame, "to_dict"):
         rows = frame.to_dict("records")
     else:
         rows = list(frame)
         if rows and "cell" in rows[0]:
             rows = flat_rows(rows)
-    return [{name: _plain(value) for name, value in row.items()} for row in rows]
+    rows = [{name: _plain(value) for name, value in row.items()} for row in rows]
+    for row in rows:
+        if row.get("pretrain_occlusion") is None:  # a record from before the field: pretrained as evaluated
+            row["pretrain_occlusion"] = row.get("occlusion")
+        row["pretraining"] = SAME if row["pretrain_occlusion"] == row.get("occlusion") else row["pretrain_occlusion"]
+    return rows
 
 
 def _plain(value: Any) -> Any:
@@ -244,29 +333,61 @@ def _plain(value: Any) -> Any:
 
 
 def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict, compare: bool = False,
-                 published_only: bool = False) -> list[Table]:
+                 published_only: bool = False, reference: str | None = None) -> list[Table]:
     """The tables of one layout: one per combination of the layout's context fields that has results."""
     spec = LAYOUTS[layout]
     names = Names.of([*rows, *paper])
     rows = _filtered(rows, {name: value for name, value in filters.items() if name != "imputer"})
     latest = _latest_per_seed(rows)
-    stats, changes_abs = _stats(latest, spec.metric, spec.scale)
+    runs = _runs(latest, spec.metric, spec.scale)
     statuses = _statuses(latest)
+    against, change_note = spec.baseline, spec.change_note
+    if reference is not None:
+        against, change_note = _against_reference(reference, layout, runs, names)
     # The imputer filter picks the cells shown; the non-imputed baselines stay available for the changes.
-    shown = [key for key in map(_key_dict, dict.fromkeys([*stats, *statuses])) if spec.shown(key, names)
+    shown = [key for key in map(_key_dict, dict.fromkeys([*runs.values, *statuses])) if spec.shown(key, names)
              and str(key["imputer"]) == str(filters.get("imputer", key["imputer"]))]
     if not shown:
         raise OccbenchError(f"no {layout} table in these results{_describe(filters)}")
+    present = Present.of(runs.values)
     published = _paper_lookup(paper)
+
+    def cell_of(key: dict) -> Cell:
+        return _cell(key, runs, published if compare else {}, statuses, against(key, names, present))
+
     tables = []
     for context in _contexts(spec, shown, filters, names):
         keys = [key for key in shown if all(key[name] == value for name, value in context.items())]
         if keys:
-            table = _table(layout, context, keys, stats, changes_abs, published if compare else {}, statuses, names)
+            table = _table(layout, context, keys, cell_of, names)
             table.published_only, table.compare = published_only, compare
+            table.change_note, table.reference = change_note, reference
             table.citations = _citations(keys, published) if published_only or compare else []
             tables.append(table)
     return tables
+
+
+def _against_reference(reference: str, layout: str, runs: Runs, names: Names) -> tuple[Callable, str]:
+    """The baseline of `--reference METHOD`: that method on the same data (imputer, dataset, split,
+    occlusion, pretraining) and protocol; in the same stream when it has it, else in its only one."""
+    if layout == "quality":
+        raise OccbenchError("--reference compares methods, and the quality layout has none: leave it out there")
+    streams: dict[Any, set] = {}
+    for key in map(_key_dict, runs.values):
+        streams.setdefault(key["method"], set()).add(key["stream"])
+    if reference not in streams:
+        present = ", ".join(sorted(str(method) for method in streams if method is not None))
+        raise OccbenchError(f"--reference {reference}: no results of that method; methods present: {present}")
+
+    def against(key: dict, names: Names, present: Present) -> dict | None:
+        if key["method"] == reference:
+            return None
+        own = streams[reference]
+        stream = key["stream"] if key["stream"] in own else (next(iter(own)) if len(own) == 1 else None)
+        return None if stream is None else key | {"method": reference, "stream": stream}
+
+    title = names.label("method", reference)
+    return against, f"change against {title} on the same data and protocol"
 
 
 def _any_match(rows: list[dict], filters: dict) -> bool:
@@ -308,23 +429,45 @@ def _statuses(rows: list[dict]) -> dict[tuple, list[dict]]:
     return found
 
 
-def _stats(rows: list[dict], metric: str = "top1", scale: float = 1.0) -> tuple[dict[tuple, Stat], dict[tuple, float]]:
-    """The metric's mean, standard deviation and run count per cell (the seeds), and any published |change|."""
-    values: dict[tuple, list[float]] = {}
-    changes_abs = {}
+@dataclass
+class Runs:
+    """The results per cell (a KEY tuple): every run's metric (times the layout's scale), the seeded ones
+    by seed (for pairing), the measured occluded fractions and any published |change|."""
+
+    values: dict[tuple, list[float]] = field(default_factory=dict)
+    by_seed: dict[tuple, dict[int, float]] = field(default_factory=dict)
+    occluded: dict[tuple, list[float]] = field(default_factory=dict)
+    changes_abs: dict[tuple, float] = field(default_factory=dict)
+
+    def stat(self, key: tuple) -> Stat | None:
+        values = self.values.get(key)
+        if not values:
+            return None
+        return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+
+
+def _runs(rows: list[dict], metric: str = "top1", scale: float = 1.0) -> Runs:
+    runs = Runs()
     for row in rows:
         key = tuple(row.get(name) for name in KEY)
         if row.get(metric) is not None:
-            values.setdefault(key, []).append(float(row[metric]) * scale)
+            value = float(row[metric]) * scale
+            runs.values.setdefault(key, []).append(value)
+            if row.get("seed") is not None:
+                runs.by_seed.setdefault(key, {})[row["seed"]] = value
+            if row.get("occluded") is not None:
+                runs.occluded.setdefault(key, []).append(float(row["occluded"]))
         if row.get("top1_change_abs") is not None:
-            changes_abs[key] = float(row["top1_change_abs"])
-    stats = {key: Stat(statistics.fmean(runs), statistics.stdev(runs) if len(runs) > 1 else None, len(runs))
-             for key, runs in values.items()}
-    return stats, changes_abs
+            runs.changes_abs[key] = float(row["top1_change_abs"])
+    return runs
 
 
 def _key_dict(key: tuple) -> dict:
     return dict(zip(KEY, key, strict=True))
+
+
+def _key_tuple(key: dict) -> tuple:
+    return tuple(key[name] for name in KEY)
 
 
 def _paper_key(key: dict) -> tuple:
@@ -355,16 +498,16 @@ def _context_values(name: str, present: set, filters: dict, names: Names) -> lis
     return sorted(present, key=lambda value: names.rank(name, value))
 
 
-def _table(layout: str, context: dict, keys: list[dict], stats: dict, changes_abs: dict, published: dict,
-           statuses: dict, names: Names) -> Table:
+def _table(layout: str, context: dict, keys: list[dict], cell_of: Callable[[dict], Cell], names: Names) -> Table:
     spec = LAYOUTS[layout]
     row_keys = _distinct(keys, spec.rows, names)
     col_keys = _distinct(keys, spec.columns, names)
     # fields the layout does not lay out are the same in all its records (quality: no method, no protocol)
     fixed = {name: keys[0][name] for name in KEY if name not in (*spec.context, *spec.rows, *spec.columns)}
-    cells = [[_cell(fixed | context | row | col, spec, stats, changes_abs, published, statuses, names)
-              for col in col_keys] for row in row_keys]
-    return Table(layout, context, row_keys, col_keys, cells, names=names)
+    grid = [[cell_of(fixed | context | row | col) for col in col_keys] for row in row_keys]
+    header = tuple(name for name in spec.header
+                   if name not in spec.optional_header or len({key[name] for key in row_keys}) > 1)
+    return Table(layout, context, row_keys, col_keys, grid, names=names, header=header)
 
 
 def _distinct(keys: list[dict], fields: tuple[str, ...], names: Names) -> list[dict]:
@@ -373,18 +516,82 @@ def _distinct(keys: list[dict], fields: tuple[str, ...], names: Names) -> list[d
     return [dict(zip(fields, values, strict=True)) for values in ordered]
 
 
-def _cell(key: dict, spec: Layout, stats: dict, changes_abs: dict, published: dict, statuses: dict,
-          names: Names) -> Cell:
-    as_tuple = tuple(key[name] for name in KEY)
-    cell = Cell(stats.get(as_tuple), change_abs=changes_abs.get(as_tuple), notes=statuses.get(as_tuple, []))
+def _cell(key: dict, runs: Runs, published: dict, statuses: dict, baseline: dict | None) -> Cell:
+    as_tuple = _key_tuple(key)
+    cell = Cell(runs.stat(as_tuple), change_abs=runs.changes_abs.get(as_tuple), notes=statuses.get(as_tuple, []))
+    cell.occluded = runs.occluded.get(as_tuple, [])
     if cell.stat is None and cell.notes:
         cell.status = "failed" if any(note["status"] == "failed" for note in cell.notes) else "submitted"
     cell.paper = published.get(_paper_key(key), (None, None))[0]
-    baseline = spec.baseline(key, names)
     if cell.stat and baseline:
-        base = stats.get(tuple(baseline[name] for name in KEY))
-        cell.change = cell.stat.mean - base.mean if base else None
+        _pair(cell, runs, as_tuple, _key_tuple(baseline))
     return cell
+
+
+def _pair(cell: Cell, runs: Runs, key: tuple, base: tuple) -> None:
+    """The cell's change against `base`: the mean of the per-seed differences over the seeds both have,
+    with its t interval from two pairs on. Unseeded records (the published numbers) can only be compared
+    by their means."""
+    base_stat = runs.stat(base)
+    if base_stat is None:
+        return
+    own, other = runs.by_seed.get(key, {}), runs.by_seed.get(base, {})
+    if not own and not other:
+        cell.change = cell.stat.mean - base_stat.mean
+        return
+    seeds = sorted(own.keys() & other.keys())
+    cell.unpaired = cell.stat.seeds + base_stat.seeds - 2 * len(seeds)
+    if not seeds:
+        return
+    differences = [own[seed] - other[seed] for seed in seeds]
+    cell.change, cell.pairs = statistics.fmean(differences), len(differences)
+    if len(differences) > 1:
+        half = t_critical(len(differences) - 1, T_LEVEL) * statistics.stdev(differences) / math.sqrt(len(differences))
+        cell.interval = (cell.change - half, cell.change + half)
+
+
+def t_critical(df: int, level: float = T_LEVEL) -> float:
+    """The t with P(|T| <= t) = `level` for Student's t with `df` (a whole number) degrees of freedom: the
+    half-width of a two-sided interval in standard errors (df 2, 95%: 4.303).
+
+    For whole df, P(|T| <= t) has a closed form in theta = atan(t / sqrt(df)) (Abramowitz and Stegun
+    26.7.3-4), increasing in theta on [0, pi/2), so bisection on theta finds it to float precision
+    without scipy (which would put numpy into `occbench table`'s start)."""
+    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+        raise OccbenchError(f"t quantile: degrees of freedom {df!r}, expected a whole number >= 1")
+    if not 0 < level < 1:
+        raise OccbenchError(f"t quantile: level {level!r}, expected a probability between 0 and 1")
+    low, high = 0.0, math.pi / 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        if _within(middle, df) < level:
+            low = middle
+        else:
+            high = middle
+        if high - low < 1e-15:
+            break
+    return math.sqrt(df) * math.tan((low + high) / 2)
+
+
+def _within(theta: float, df: int) -> float:
+    """P(|T| <= sqrt(df) tan(theta)) for whole `df`."""
+    cos2 = math.cos(theta) ** 2
+    if df % 2 == 0:  # sin(theta) (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ... up to cos^(df-2))
+        term, total = 1.0, 1.0
+        for k in range(1, df // 2):
+            term *= cos2 * (2 * k - 1) / (2 * k)
+            total += term
+        return math.sin(theta) * total
+    # (2/pi) (theta + sin(theta) cos(theta) (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ... up to cos^(df-3)))
+    term, total = 1.0, 1.0 if df > 1 else 0.0
+    for k in range(1, (df - 1) // 2):
+        term *= cos2 * (2 * k) / (2 * k + 1)
+        total += term
+    return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def _citations(keys: list[dict], published: dict) -> list[str]:
@@ -420,8 +627,12 @@ MARKDOWN = Style("↑", "↓", "±", "-", "Δ", "–", "–", " · ", lambda tex
 LATEX = Style(r"$\uparrow$", r"$\downarrow$", r"$\pm$", "$-$", r"$\Delta$", "--", "--", ", ", _latex_escape)
 
 
+MARK = "*"  # after a change whose interval excludes 0: plain in markdown (one per cell), LaTeX, csv and json
+
+
 def cell_text(cell: Cell, style: Style, compare: bool = False) -> str:
-    """``57.61 (+0.87 ↑)``, ``56.74 ± 0.30``, ``70.58 (Δ 3.22)``, and ``ours / paper`` when comparing."""
+    """``57.61 (+0.87 ↑)``, ``56.74 ± 0.30``, ``58.61 ± 0.20 (+1.87* ↑)`` (interval excludes 0),
+    ``70.58 (Δ 3.22)``, and ``ours / paper`` when comparing."""
     text = _value_text(cell, style)
     if compare:
         text += " / " + (f"{cell.paper:.2f}" if cell.paper is not None else style.missing)
@@ -435,23 +646,23 @@ def _value_text(cell: Cell, style: Style) -> str:
     if cell.stat.std is not None:
         text += f" {style.pm} {cell.stat.std:.2f}"
     if cell.change is not None:
-        text += f" ({_signed(cell.change, style)})"
+        text += f" ({_signed(cell.change, style, MARK if cell.distinct else '')})"
     elif cell.change_abs is not None:
         text += f" ({style.delta} {cell.change_abs:.2f})"
     return text
 
 
-def _signed(change: float, style: Style) -> str:
+def _signed(change: float, style: Style, mark: str = "") -> str:
     change = round(change, 2)
     if change == 0:
-        return "0.00"
+        return f"0.00{mark}"
     arrow = style.up if change > 0 else style.down
-    return f"{'+' if change > 0 else style.minus}{abs(change):.2f} {arrow}"
+    return f"{'+' if change > 0 else style.minus}{abs(change):.2f}{mark} {arrow}"
 
 
 def row_labels(table: Table) -> list[list[str]]:
     """The row-label columns: the paper's names (2s-CrosSCLR for two streams, IosPSTL in the summary)."""
-    header = LAYOUTS[table.layout].header
+    header = table.header
     labels = []
     for key in table.row_keys:
         names = {name: table.names.label(name, key[name]) for name in header}
@@ -470,26 +681,52 @@ def _method_label(key: dict, table: Table) -> str:
 
 def title(table: Table, style: Style) -> str:
     parts = [LAYOUTS[table.layout].heading]
-    for name, value in table.context.items():
+    context = table.context
+    for name, value in context.items():
         if name == "profile" and value == "paper":
             continue
+        if name == "pretraining":
+            if value != SAME and "occlusion" not in context:  # severity: the levels are the columns
+                parts.append(f"pretrained on {_occlusion_title(table.names, value)}")
+            continue
         text = table.names.title(name, value)
-        if (name == "imputer" and table.names.identity(value)) or (name == "occlusion" and value == "none"):
-            parts.append(text)  # "no imputation", "no occlusion"
+        if name == "occlusion":
+            text = _occlusion_title(table.names, value, _hidden(cell for row in table.cells for cell in row))
+            if context.get("pretraining", SAME) != SAME:
+                text = f"pretrained on {_occlusion_title(table.names, context['pretraining'])}, evaluated on {text}"
+            parts.append(text)
+        elif name == "imputer" and table.names.identity(value):
+            parts.append(text)  # "no imputation"
         else:
-            parts.append({"occlusion": f"{text} occlusion", "imputer": f"{text} imputation",
-                          "profile": f"profile {text}"}.get(name, text))
+            parts.append({"imputer": f"{text} imputation", "profile": f"profile {text}"}.get(name, text))
     if table.published_only:
         parts.append("published numbers")
     return style.escape(style.sep.join(parts))
 
 
+def _occlusion_title(names: Names, value: Any, hidden: float | None = None) -> str:
+    """``no occlusion``, ``realistic occlusion``, ``random@0.3 occlusion (30.0% hidden)``."""
+    text = names.title("occlusion", value) + ("" if value == "none" else " occlusion")
+    return text + _hidden_text(value, hidden)
+
+
+def _hidden_text(value: Any, hidden: float | None) -> str:
+    return "" if hidden is None or value == "none" else f" ({100 * hidden:.1f}% hidden)"
+
+
+def _hidden(cells: Iterable[Cell]) -> float | None:
+    """The measured fraction of hidden joint-frames, mean over the runs of `cells` (None if unmeasured)."""
+    runs = [value for cell in cells for value in cell.occluded]
+    return statistics.fmean(runs) if runs else None
+
+
 def notes(table: Table, style: Style) -> list[str]:
     """The sentences under a table: what the numbers are averaged over and what the brackets mean."""
     lines = [] if table.published_only else [_seeds_note(table, style)]
-    if any(cell.change is not None for row in table.cells for cell in row):
-        lines.append(f"({style.up}/{style.down}): {LAYOUTS[table.layout].change_note}.")
-    if any(cell.change_abs is not None and cell.change is None for row in table.cells for cell in row):
+    cells = [cell for row in table.cells for cell in row]
+    if any(cell.change is not None for cell in cells):
+        lines.append(f"({style.up}/{style.down}): " + style.escape(_change_note(table, cells)))
+    if any(cell.change_abs is not None and cell.change is None for cell in cells):
         lines.append(f"({style.delta} x): size of the published change against non-imputed data; "
                      "its sign was lost in the text.")
     if table.compare:
@@ -497,6 +734,25 @@ def notes(table: Table, style: Style) -> list[str]:
     lines += [style.escape(line) for line in _status_lines(table)]
     lines += [style.escape(f"Published: {citation}.") for citation in table.citations]
     return lines
+
+
+def _change_note(table: Table, cells: list[Cell]) -> str:
+    """What a change is against, how seeds pair, which interval the mark stands for, and what was left out."""
+    text = f"{table.change_note}."
+    if any(cell.pairs for cell in cells):
+        text += " Runs pair by seed: a change is the mean of the per-seed differences."
+    pairs = sorted(cell.pairs for cell in cells if cell.interval is not None)
+    if pairs:
+        counts = f"{pairs[0]}" if pairs[0] == pairs[-1] else f"{pairs[0]}-{pairs[-1]}"
+        text += (f" {MARK}: its two-sided {100 * T_LEVEL:g}% t interval (df = pairs - 1, over {counts} pairs) "
+                 "excludes 0.")
+        if any(cell.pairs == 1 for cell in cells):
+            text += " A change over one pair has no interval."
+    unpaired = [cell.unpaired for cell in cells if cell.unpaired]
+    if unpaired:
+        text += (f" Seeds present on one side only are left out of the pairing ({_count(sum(unpaired), 'run')} "
+                 f"in {_count(len(unpaired), 'cell')}).")
+    return text
 
 
 def _status_lines(table: Table) -> list[str]:
@@ -530,19 +786,29 @@ def to_markdown(tables: list[Table]) -> str:
 
     blocks = []
     for table in tables:
-        header = [*LAYOUTS[table.layout].header, *_column_titles(table, " ")]
+        header = [*table.header, *_column_titles(table, " ")]
         body = [labels + [cell_text(cell, MARKDOWN, table.compare) for cell in row]
                 for labels, row in zip(_blank_repeats(row_labels(table)), table.cells, strict=True)]
-        align = ["left"] * len(LAYOUTS[table.layout].header) + ["right"] * len(table.col_keys)
+        align = ["left"] * len(table.header) + ["right"] * len(table.col_keys)
         grid = tabulate(body, headers=header, tablefmt="github", disable_numparse=True, colalign=align)
         blocks.append("\n\n".join([f"**{title(table, MARKDOWN)}**", grid, "\n".join(notes(table, MARKDOWN))]))
     return "\n\n".join(blocks)
 
 
 def _column_titles(table: Table, joiner: str) -> list[str]:
+    return [f"{group}{joiner}{sub}" for group, sub in _column_labels(table)]
+
+
+def _column_labels(table: Table) -> list[tuple[str, str]]:
+    """(group, sub-column) label of each column; an occlusion level with its measured hidden fraction."""
     group, sub = LAYOUTS[table.layout].columns
-    label = table.names.label
-    return [f"{label(group, key[group])}{joiner}{label(sub, key[sub])}" for key in table.col_keys]
+    labels = []
+    for index, key in enumerate(table.col_keys):
+        text = table.names.label(sub, key[sub])
+        if sub == "occlusion":
+            text += _hidden_text(key[sub], _hidden(row[index] for row in table.cells))
+        labels.append((table.names.label(group, key[group]), text))
+    return labels
 
 
 def _blank_repeats(labels: list[list[str]]) -> list[list[str]]:
@@ -557,7 +823,7 @@ def to_latex(tables: list[Table]) -> str:
 
 
 def _latex_table(table: Table) -> str:
-    header = LAYOUTS[table.layout].header
+    header = table.header
     caption = " ".join([title(table, LATEX) + "."] + notes(table, LATEX))
     lines = [r"\begin{table}[htbp]", r"\centering", rf"\caption{{{caption}}}",
              rf"\begin{{tabular}}{{{'l' * len(header)}{'c' * len(table.col_keys)}}}", r"\toprule",
@@ -586,7 +852,7 @@ def _latex_header(table: Table, label_columns: int) -> list[str]:
         tops.append(rf"\multicolumn{{{width}}}{{c}}{{{_latex_escape(table.names.label(group, value))}}}")
         rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
         start += width
-    names = [*LAYOUTS[table.layout].header, *(table.names.label(sub, key[sub]) for key in table.col_keys)]
+    names = [*table.header, *(label for _, label in _column_labels(table))]
     return [" & ".join(tops) + r" \\", " ".join(rules), " & ".join(map(_latex_escape, names)) + r" \\"]
 
 
@@ -598,7 +864,10 @@ def tidy(tables: list[Table]) -> list[dict]:
             for col_key, cell in zip(table.col_keys, row, strict=True):
                 if cell.stat is None and cell.paper is None and not cell.notes:
                     continue
-                records.append({"layout": table.layout} | table.context | row_key | col_key | _numbers(cell, table))
+                key = table.context | row_key | col_key
+                pretraining = key.pop("pretraining")
+                key["pretrain_occlusion"] = key["occlusion"] if pretraining == SAME else pretraining
+                records.append({"layout": table.layout} | key | _numbers(cell, table))
     return records
 
 
@@ -606,7 +875,14 @@ def _numbers(cell: Cell, table: Table) -> dict:
     stat = cell.stat
     metric = LAYOUTS[table.layout].metric  # quality: mpjpe, in the table's unit (mm)
     numbers = {metric: _round(stat and stat.mean), f"{metric}_std": _round(stat and stat.std),
-               "seeds": stat.seeds if stat else 0, "change": _round(cell.change), "change_abs": cell.change_abs}
+               "seeds": stat.seeds if stat else 0, "change": _round(cell.change),
+               # the change's t interval (T_LEVEL, df = pairs - 1) and whether it excludes 0
+               "change_low": _round(cell.interval and cell.interval[0]),
+               "change_high": _round(cell.interval and cell.interval[1]), "pairs": cell.pairs,
+               "unpaired": cell.unpaired, "distinct": cell.distinct if cell.interval else None,
+               "change_abs": cell.change_abs, "occluded": _round(_hidden([cell]))}
+    if table.reference is not None:
+        numbers["reference"] = table.reference
     if table.compare:
         numbers[f"paper_{metric}"] = cell.paper
     numbers["source"] = "paper" if table.published_only else "occbench"
@@ -644,15 +920,26 @@ FORMATTERS: dict[str, Callable[[list[Table]], str]] = {
 def add_table_command(subparsers) -> None:
     """Register ``occbench table`` on the CLI's subparsers."""
     p = subparsers.add_parser("table", help="result tables: imputers (Tables II/III), protocols (IV), summary (I), "
-                                            "quality (imputation error)")
+                                            "quality (imputation error), severity (accuracy per occlusion level)",
+                              description="With several seeds a cell shows mean ± standard deviation, and a change "
+                                          "is the mean of the per-seed differences (runs paired by seed), marked * "
+                                          "where its two-sided 95% t interval excludes 0.")
     p.add_argument("--results", type=Path, default=paths.DEFAULT_RESULTS,
                    help=f"folder of result records, read recursively (default: {paths.DEFAULT_RESULTS}/, where "
                         "`occbench run` writes them); the published numbers ship with occbench")
-    p.add_argument("--layout", choices=list(LAYOUTS), default="imputers", help="default imputers")
+    p.add_argument("--layout", choices=list(LAYOUTS), default="imputers",
+                   help="default imputers; severity: accuracy per occlusion level (random@0.1, random@0.3...), each "
+                        "level against the lowest of its kind")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="markdown", help="default markdown")
     p.add_argument("--compare", choices=["paper"], help="put the published number beside each of ours")
+    p.add_argument("--reference", metavar="METHOD",
+                   help="compare every method with this one (same imputer, data, occlusion and protocol) instead "
+                        "of the layout's own baseline")
     for name in FILTERS:
-        p.add_argument(f"--{name}", help=f"only this {name}")
+        what = f"only this {name}"
+        if name == "pretrain_occlusion":
+            what = "only cells whose encoder was pretrained on this occlusion (none: pretrained clean)"
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=what)
     p.add_argument("--out", type=Path, help="write the table to this file instead of printing it")
     p.set_defaults(func=_table_command)
 
@@ -660,7 +947,7 @@ def add_table_command(subparsers) -> None:
 def _table_command(args) -> None:
     rows = _load(args.results, with_paper=args.compare == "paper")
     filters = {name: getattr(args, name) for name in FILTERS}
-    text = render(rows, args.layout, args.fmt, compare=args.compare, **filters)
+    text = render(rows, args.layout, args.fmt, compare=args.compare, reference=args.reference, **filters)
     if args.out is None:
         print(text)
         return

@@ -188,17 +188,23 @@ def _exclusive(stage: Stage, context: Context):
     """Hold the stage's lock file: two processes (two `occbench run`s on one work folder, a worker left
     over from a killed run) never compute the same stage at once. The kernel drops the lock when its
     holder dies, even by SIGKILL, so a lock is never stale."""
-    folder = stage.folder(context.work)
+    with _locked(stage.folder(context.work), stage.label, "--work"):
+        yield
+
+
+@contextmanager
+def _locked(folder: Path, what: str, option: str):
+    """Hold the lock file of `folder` (made if need be) while `what` is made in it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / paths.LOCK, "w")  # closed by the with below
     except OSError as err:
-        raise write_error(folder, err, "--work") from None
+        raise write_error(folder, err, option) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for {stage.label}: another process is computing it", flush=True)
+            print(f"waiting for {what}: another process is computing it", flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
@@ -268,6 +274,8 @@ def _stored(path: Path) -> dict | None:
 
 
 def _data(stage: Stage, context: Context) -> dict:
+    """The dataset under the stage's occlusion spec (`random@0.3`: occlude's kind and severity), at its
+    recorded length and preprocessed, with the measured hidden fraction of each split's test part."""
     from occbench.data.occlusion import occlude
     from occbench.data.preprocess import preprocess
 
@@ -277,19 +285,42 @@ def _data(stage: Stage, context: Context) -> dict:
         from occbench.data.synth import SynthConfig
 
         occlusion = "realistic" if s["occlusion"] == "none" else s["occlusion"]
-        sets = embedded_datasets(occlusion=occlusion, config=SynthConfig(**s["synth"]), frames=s["frames"],
-                                 progress=context.progress)
-        if s["occlusion"] == "none":
-            return {"raw": sets["raw"].path, "frames": sets["clean"].path}
-        return {"raw": sets["occluded_raw"].path, "frames": sets["occluded"].path}
-    folder = stage.folder(context.work)
-    raw = SkeletonDataset(s["source"])
-    if s["occlusion"] != "none":
-        raw = _reuse(folder / paths.RAW, lambda out: occlude(raw, out, s["occlusion"], seed=0,
-                                                              progress=context.progress))
-    frames = _reuse(folder / paths.FRAMES,
-                    lambda out: preprocess(raw, out, frames=s["frames"], progress=context.progress))
-    return {"raw": raw.path, "frames": frames.path}
+        config = SynthConfig(**s["synth"])
+        # the data stages of several occlusions share the chain's clean parts: made once, under its lock
+        with _locked(paths.embedded_folder(asdict(config)), f"the embedded dataset ({s['dataset']})", "OCCBENCH_HOME"):
+            sets = embedded_datasets(occlusion=occlusion, config=config, frames=s["frames"], progress=context.progress)
+        raw, frames = ((sets["raw"], sets["clean"]) if s["occlusion"] == "none" else
+                       (sets["occluded_raw"], sets["occluded"]))
+    else:
+        folder = stage.folder(context.work)
+        raw = SkeletonDataset(s["source"])
+        if s["occlusion"] != "none":
+            raw = _reuse(folder / paths.RAW, lambda out: occlude(raw, out, s["occlusion"], seed=0,
+                                                                  progress=context.progress))
+        frames = _reuse(folder / paths.FRAMES,
+                        lambda out: preprocess(raw, out, frames=s["frames"], progress=context.progress))
+    return {"raw": raw.path, "frames": frames.path, "occluded": _occluded_fractions(raw)}
+
+
+TEST_PART = "val"  # a split's part that the protocols report on
+
+
+def _occluded_fractions(raw: SkeletonDataset) -> dict[str, float]:
+    """{split: the fraction of present joint-frames hidden in its test part}, measured on the data at its
+    recorded length (the records' `occluded`)."""
+    from occbench.data.occlusion import occluded_fraction
+
+    return {split: round(occluded_fraction(raw, split, TEST_PART), 6) for split in raw.splits}
+
+
+def occluded(data: Stage, split: str, context: Context) -> float:
+    """The measured hidden fraction of `split`'s test part in the data stage `data`'s output (measured
+    now for a stage finished before data stages kept it)."""
+    result = output(data, context)
+    kept = result.get("occluded")
+    if not isinstance(kept, dict) or split not in kept:
+        kept = _occluded_fractions(SkeletonDataset(verified_output(data, context)["raw"]))
+    return kept[split]
 
 
 def _reuse(folder: Path, build) -> SkeletonDataset:
@@ -339,17 +370,18 @@ def _quality_records(stage: Stage, context: Context, result: dict) -> dict[str, 
     plugins = {info.name: info.version for info in context.host.plugins}
     provenance = store.provenance(plugins=plugins, device=context.device, wall_seconds=result["wall_seconds"])
     data = stage.need("data")
+    hidden = occluded(data, stage.settings["split"], context)
     records = {}
     for imputer, quality in result["quality"].items():
         metrics = {"mpjpe": quality["mpjpe"]["val"], "mpjpe_train": quality["mpjpe"]["train"],
-                   "count": quality["count"]["val"], "per_joint": quality["per_joint"]["val"]}
+                   "count": quality["count"]["val"], "per_joint": quality["per_joint"]["val"], "occluded": hidden}
         cell = {**asdict(stage.cell), "imputer": imputer, "stream": None}
         # Leaving the zeros (the identity imputer's record) depends on the occluded data alone, whichever
         # imputation stage measured it: its record names that stage only, so every imputer's stage makes the same one.
         own = imputer == stage.settings["imputer"]
         config = {"impute": stage.settings if own else {"split": stage.settings["split"]},
                   "stages": {need.kind: need.key for need in ((stage, *stage.needs) if own else (data,))}}
-        records[imputer] = store.make_record(cell, metrics, config, provenance)
+        records[imputer] = store.make_record(cell, metrics, config, provenance, context.host.labels(cell))
     return records
 
 
@@ -370,14 +402,21 @@ def _method(stage: Stage, context: Context):
     return cls(stage.settings["method_settings"]).to(context.device)
 
 
+def _input(stage: Stage) -> tuple[Stage, Stage]:
+    """(the stage whose data `stage` reads: an imputation or a data stage, that data stage)."""
+    source = next(need for need in stage.needs if need.kind in ("impute", "data"))
+    return source, source if source.kind == "data" else source.need("data")
+
+
 def _train_data(stage: Stage, context: Context, part: str = "train"):
-    """The split's part from the stage's input, with OPSTL's missing-joint flags from the occluded data."""
+    """The split's part from the stage's input (a pretraining's, or an evaluation's own: its occlusion may
+    differ from the pretraining's), with OPSTL's missing-joint flags from the occluded data."""
     from occbench.data.batches import DeviceData, occluded_joints
 
     s = stage.settings
-    source = next(need for need in stage.needs if need.kind in ("impute", "data"))
+    source, occluded_data = _input(stage)
     data = SkeletonDataset(verified_output(source, context)["frames"])
-    occluded = SkeletonDataset(verified_output(stage.need("data"), context)["frames"]).part(s["split"], part)
+    occluded = SkeletonDataset(verified_output(occluded_data, context)["frames"]).part(s["split"], part)
     piece = data.part(s["split"], part)
     if piece.names != occluded.names:
         raise OccbenchError(f"{data.path}: samples of {s['split']}/{part} differ from the occluded data's; "
@@ -457,12 +496,13 @@ def _evaluate(stage: Stage, context: Context) -> dict:
     s = stage.settings
     pretrain = stage.need("pretrain")
     encoder = load_stage_encoder(pretrain, context)
-    train, data = _train_data(pretrain, context, "train")
-    val, _ = _train_data(pretrain, context, "val")
+    train, data = _train_data(stage, context, "train")
+    val, _ = _train_data(stage, context, "val")
     generator = seed_everything(s["seed"])
     protocol = context.host.protocols[s["protocol"]]
     eval_data = EvalData(train, val, data.num_class, generator, stage.label if context.progress else None)
-    metrics = protocol(encoder, eval_data, s["settings"])
+    hidden = occluded(_input(stage)[1], s["split"], context)  # of the evaluated data, not the pretraining's
+    metrics = {**protocol(encoder, eval_data, s["settings"]), "occluded": hidden}
     for name, value in metrics.items():  # a diverged probe is a failed stage, never a result
         if isinstance(value, float) and not math.isfinite(value):
             raise OccbenchError(f"{name} is {value}: the {s['protocol']} protocol diverged and nothing is recorded; "
@@ -473,8 +513,13 @@ def _evaluate(stage: Stage, context: Context) -> dict:
 def _record(stage: Stage, context: Context, result: dict) -> dict:
     pretrain = stage.need("pretrain")
     plugins = {info.name: info.version for info in context.host.plugins}
+    # the stages of the cell by kind; those of the pretraining's side apart where its occlusion differs
+    stages = {need.kind: need.key for need in (stage, *stage.needs, *pretrain.needs)}
+    if stage.cell.pretrain_occlusion != stage.cell.occlusion:
+        stages = {need.kind: need.key for need in (stage, *stage.needs, *_input(stage))}
+        stages["pretrain_side"] = {need.kind: need.key for need in (pretrain, *pretrain.needs)}
     config = {"cell": asdict(stage.cell), "evaluate": stage.settings, "pretrain": pretrain.settings,
-              "stages": {need.kind: need.key for need in (stage, *stage.needs, *pretrain.needs)}}
+              "stages": stages}
     provenance = store.provenance(plugins=plugins, device=context.device,
                                   world_size=pretrain.settings.get("world_size", 1),
                                   global_batch=pretrain.settings["batch_size"], wall_seconds=result["wall_seconds"],

@@ -4,8 +4,9 @@ A record (``"schema": 1``) has four parts, and optionally ``labels`` (how its pl
 imputer and protocol in tables; see `make_record`)::
 
     {"schema": 1,
-     "cell":       {"method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile"},
-     "metrics":    {"top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs", ...},
+     "cell":       {"method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile",
+                    "pretrain_occlusion"},
+     "metrics":    {"top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs", "occluded", ...},
      "config":     the whole resolved config (null for published numbers),
      "provenance": {"source": "occbench" | "paper", "citation", versions, git, device, threads, world_size,
                     global_batch, wall_seconds, finished, ...}}
@@ -13,6 +14,12 @@ imputer and protocol in tables; see `make_record`)::
 An imputation-quality record has ``cell.protocol == "imputation"`` (method and stream null) and the
 metrics ``mpjpe`` (test part, in the data's units: metres for NTU), ``mpjpe_train``, ``count`` and
 ``per_joint``, in place of the accuracies.
+
+``cell.occlusion`` is the occlusion spec (``realistic``, ``random@0.3``...) the protocol evaluated on,
+``cell.pretrain_occlusion`` the one the encoder was pretrained on (a record written before that field
+lacks it: it is then the same as ``occlusion``). ``metrics.occluded`` is the measured fraction of present
+joint-frames hidden in the evaluated split's test part (0.0 for ``none``), in evaluation and
+imputation-quality records alike.
 
 A cell that has no result yet may have a status note in its place (``"status": "failed"`` or
 ``"submitted"``, with ``error`` and ``log``, empty metrics), in a file of its own beside where its record
@@ -47,12 +54,17 @@ from occbench import __version__, paths
 from occbench.errors import OccbenchError, write_error
 
 SCHEMA = 1
-CELL_FIELDS = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile")
+CELL_FIELDS = ("method", "stream", "imputer", "dataset", "split", "occlusion", "protocol", "seed", "profile",
+               "pretrain_occlusion")
+# Cell fields a record written before them lacks (a reader fills them in): pretrain_occlusion is then
+# the occlusion the cell was evaluated on.
+LATER_CELL_FIELDS = ("pretrain_occlusion",)
 METRIC_FIELDS = ("top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs")
 QUALITY_PROTOCOL = "imputation"  # the protocol of imputation-quality records
 QUALITY_FIELDS = ("mpjpe", "mpjpe_train", "count", "per_joint")
 STATUSES = ("failed", "submitted")  # of a status note: a cell without a result
-NUMBERS = ("top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs", "mpjpe", "mpjpe_train", "count")
+NUMBERS = ("top1", "top5", "top1_last", "top5_last", "best_epoch", "epochs", "mpjpe", "mpjpe_train", "count",
+           "occluded")
 # Provenance fields copied into the flat rows of `records_frame`; the rest (plugins, ...) stay nested.
 PROVENANCE_COLUMNS = ("source", "citation", "note", "occbench", "torch", "git", "device", "world_size",
                       "global_batch", "wall_seconds", "finished")
@@ -76,6 +88,7 @@ def make_record(cell: dict, metrics: dict, config: dict | None, provenance: dict
     for name, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise OccbenchError(f"record metric {name} is {value}: a result that is not a number is never recorded")
+    cell = _with_pretrain_occlusion(cell)
     record = {
         "schema": SCHEMA,
         "cell": {field: cell.get(field) for field in CELL_FIELDS} | _extra(cell, CELL_FIELDS),
@@ -87,6 +100,11 @@ def make_record(cell: dict, metrics: dict, config: dict | None, provenance: dict
         record["labels"] = labels
     check_record(record)
     return record
+
+
+def _with_pretrain_occlusion(cell: dict) -> dict:
+    """`cell` with pretrain_occlusion, which unless given is the occlusion it was evaluated on."""
+    return cell if cell.get("pretrain_occlusion") is not None else {**cell, "pretrain_occlusion": cell.get("occlusion")}
 
 
 def _extra(mapping: dict, known: tuple[str, ...]) -> dict:
@@ -105,7 +123,7 @@ def check_record(record: Any) -> None:
     labels = record.get("labels", {})
     if not isinstance(labels, dict) or not all(isinstance(value, dict) for value in labels.values()):
         raise OccbenchError("record labels: expected a mapping of method/imputer/protocol to their labels")
-    missing = [field for field in CELL_FIELDS if field not in record["cell"]]
+    missing = [field for field in CELL_FIELDS if field not in record["cell"] and field not in LATER_CELL_FIELDS]
     if missing:
         raise OccbenchError(f"record cell lacks {', '.join(missing)}")
     status = record.get("status")
@@ -122,11 +140,15 @@ def check_record(record: Any) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value)):
             raise OccbenchError(f"record metric {name} is {value!r}: expected a finite number (or null)")
+    hidden = record["metrics"].get("occluded")
+    if hidden is not None and not 0 <= hidden <= 1:
+        raise OccbenchError(f"record metric occluded is {hidden!r}: expected a fraction in [0, 1]")
 
 
 def make_note(cell: dict, status: str, error: str, log: str | None, config: dict | None = None,
               labels: dict | None = None) -> dict:
     """A status note for `cell`, which has no result: failed (error says why) or submitted to Slurm."""
+    cell = _with_pretrain_occlusion(cell)
     note = {"schema": SCHEMA, "cell": {field: cell.get(field) for field in CELL_FIELDS}, "metrics": {},
             "status": status, "error": error, "log": None if log is None else str(log), "config": config,
             "provenance": {"source": "occbench", "occbench": __version__,
@@ -320,13 +342,16 @@ def _read_file(path: Path) -> list[dict]:
 
 
 def flat_rows(records: Iterable[dict]) -> list[dict]:
-    """One flat dict per record: cell fields, metrics, the main provenance fields and the file path."""
+    """One flat dict per record: cell fields (``pretrain_occlusion`` = ``occlusion`` where a record lacks it),
+    metrics, the main provenance fields and the file path."""
     return [_flatten(record) for record in records]
 
 
 def _flatten(record: dict) -> dict:
     origin = record["provenance"]
     row = dict(record["cell"]) | dict(record["metrics"])
+    if row.get("pretrain_occlusion") is None:  # written before the field: pretrained on what it evaluates
+        row["pretrain_occlusion"] = row.get("occlusion")
     row |= {field: origin.get(field) for field in PROVENANCE_COLUMNS}
     row |= {field: record.get(field) for field in ("status", "error", "log")}
     row["path"] = record.get("path")
@@ -349,7 +374,7 @@ def records_frame(source: Path | str | Iterable[dict]):
                                  + [key for row in rows for key in row]))
     frame = pd.DataFrame(rows, columns=columns)
     # Missing numbers are None in the records; as NaN the columns stay numeric (mean, groupby work).
-    numeric = [*METRIC_FIELDS, "mpjpe", "mpjpe_train", "top1_change_abs", "world_size", "global_batch",
+    numeric = [*METRIC_FIELDS, "mpjpe", "mpjpe_train", "occluded", "top1_change_abs", "world_size", "global_batch",
                "wall_seconds"]
     for name in [name for name in numeric if name in frame]:
         frame[name] = pd.to_numeric(frame[name])

@@ -102,3 +102,35 @@ def test_every_method_resolves_to_valid_optimizer_and_schedule_settings():
             optimizer = dict(pretrain["optimizer"])
             accepted = inspect.signature(getattr(torch.optim, optimizer.pop("type"))).parameters
             assert set(optimizer) <= set(accepted), (name, method, optimizer)
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda r: r["suites"]["quick"].update(occlusion=["random@0.1", "fog@0.2"]),
+         "suites.quick.occlusion: unknown occlusion 'fog'"),
+        (lambda r: r["suites"]["quick"].update(occlusion=[]), "suites.quick.occlusion: expected one occlusion spec"),
+        (lambda r: r["suites"]["quick"].update(occlusion=0.3),
+         "suites.quick.occlusion: 0.3: expected an occlusion spec"),
+        (lambda r: r["suites"]["quick"].update(pretrain_occlusion="clean"),
+         "suites.quick.pretrain_occlusion: unknown occlusion 'clean'"),
+        (lambda r: r["suites"]["robustness"].update(transfer=[{"pretrain": "none"}]),
+         "suites.robustness.transfer[0]: {'pretrain': 'none'}: expected {pretrain: SPEC, evaluate: SPEC}"),
+        (lambda r: r["suites"]["robustness"].update(transfer=[{"pretrain": "none", "evaluate": "fog"}]),
+         "suites.robustness.transfer[0].evaluate: unknown occlusion 'fog'"),
+        (lambda r: r["suites"]["robustness"].update(transfers=[]), "suites.robustness.transfers: unknown key"),
+    ],
+)
+def test_a_suites_occlusions_are_checked_when_the_registry_loads(tmp_path, edit, words):
+    with pytest.raises(OccbenchError, match=words.replace("[", r"\[").replace("]", r"\]").replace("{", r"\{")
+                       .replace("}", r"\}")):
+        load_catalogue(write_registry(tmp_path, edit))
+
+
+def test_the_robustness_suite_names_its_grid():
+    robustness = load_catalogue().suite("robustness")
+    assert robustness["occlusion"] == ["random@0.1", "random@0.3", "random@0.5"]
+    assert robustness["transfer"] == [{"pretrain": "none", "evaluate": "realistic"}]
+    assert robustness["imputers"] == ["none", "interp", "knn"] and robustness["protocols"] == ["linear"]
+    assert robustness["methods"] == load_catalogue().suite("quick")["methods"]  # every method, by name
+    assert robustness["profile"] == "quick" and robustness["datasets"] == ["synthetic/xsub"]

@@ -147,3 +147,16 @@ def test_a_reader_that_leaves_early_is_no_traceback():
                           text=True, timeout=120)
     os.close(write)
     assert done.returncode == 141 and done.stderr == ""
+
+
+def test_a_dry_run_shows_the_occlusion_levels_and_what_was_pretrained_on_what(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCCBENCH_HOME", str(tmp_path / "home"))
+    code, out, err = run(capsys, "run", "--dry-run", "--suite", "robustness", "--methods", "skeletonclr")
+    assert code == 0, err
+    assert "occlusion: random@0.1, random@0.3, random@0.5, none -> realistic" in out
+    assert "data     " in out and "data synthetic random@0.5" in out
+    assert "evaluate linear skeletonclr knn synthetic/xsub random@0.3 seed0" in out
+    assert "evaluate linear skeletonclr interp synthetic/xsub realistic (pretrained on none) seed0" in out
+    code, out, _ = run(capsys, "run", "--dry-run", "--methods", "skeletonclr", "--occlusion", "random@0.2,realistic",
+                       "--pretrain-occlusion", "none")
+    assert code == 0 and "occlusion: none -> random@0.2, none -> realistic" in out

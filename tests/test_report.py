@@ -3,6 +3,7 @@ import csv
 import functools
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -13,8 +14,8 @@ import pytest
 
 from occbench.errors import OccbenchError
 from occbench.paths import PUBLISHED as PAPER_RECORDS
-from occbench.report import add_table_command, render
-from occbench.store import load_records, make_record, records_frame, write_record
+from occbench.report import add_table_command, render, t_critical
+from occbench.store import flat_rows, load_records, make_record, records_frame, write_record
 from tests.conftest import SHARED
 
 PAPER_MD = SHARED / "reference" / "paper-results.md"
@@ -86,9 +87,10 @@ def test_imputers_show_the_change_against_none_with_arrows():
 def test_several_seeds_give_mean_and_standard_deviation(ours):
     text = render(records_frame(ours), "imputers", "markdown", dataset="ntu60")
     row = rows_of(text)["SkeletonCLR J"]
-    # none: 55.74, 56.74, 57.74 -> 56.74 ± 1.00; knn: 57.00, 57.61, 58.22 -> 57.61 ± 0.61, change of the means
-    assert row[2] == "56.74 ± 1.00" and row[5] == "57.61 ± 0.61 (+0.87 ↑)" and row[4] == "47.12 (-9.62 ↓)"
-    assert "over 1–3 seeds per cell" in text
+    # none: 55.74, 56.74, 57.74 -> 56.74 ± 1.00; knn: 57.00, 57.61, 58.22 -> 57.61 ± 0.61; the changes pair
+    # seeds: knn - none = 1.26, 0.87, 0.48 (mean 0.87); random has seed 0 only: 47.12 - 55.74 = -8.62
+    assert row[2] == "56.74 ± 1.00" and row[5] == "57.61 ± 0.61 (+0.87 ↑)" and row[4] == "47.12 (-8.62 ↓)"
+    assert "over 1–3 seeds per cell" in text and "Seeds present on one side only are left out" in text
     assert rows_of(text)["2s-CrosSCLR J+M"][5] == "62.76 (+2.88 ↑)"
 
 
@@ -116,6 +118,162 @@ def test_the_imputer_filter_keeps_the_changes(ours):
 def test_a_filter_that_matches_nothing_says_what_there_is(ours):
     with pytest.raises(OccbenchError, match=r"no results with dataset 'ntu61'; present: ntu60"):
         render(ours, "imputers", "markdown", dataset="ntu61")
+
+
+# ------------------------------------------------------------------------------------ paired changes
+
+
+def seeded(method, imputer, values, **fields):
+    """One record per seed 0, 1, ... of the cell, with these top-1 values."""
+    return [rec(method, imputer, "xsub", top1, seed=seed, **fields) for seed, top1 in enumerate(values)]
+
+
+def knn_cell(records, **options):
+    cells = json.loads(render(records, options.pop("layout", "imputers"), "json", **options))
+    return next(cell for cell in cells if cell["imputer"] == "knn" and cell["method"] == "skeletonclr")
+
+
+def test_the_t_quantile_is_the_printed_tables():
+    # two-sided 95% critical values of Student's t as printed in statistics tables
+    for df, printed in [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (10, 2.228), (30, 2.042)]:
+        assert t_critical(df) == pytest.approx(printed, abs=5e-4)
+    assert t_critical(9, 0.90) == pytest.approx(1.833, abs=5e-4)
+    with pytest.raises(OccbenchError, match="degrees of freedom 0"):
+        t_critical(0)
+
+
+def test_a_change_is_the_mean_per_seed_difference_with_its_t_interval():
+    # knn - none per seed: 51 - 50, 53 - 51, 56 - 52 = 1, 2, 4
+    records = seeded("skeletonclr", "none", [50.0, 51.0, 52.0]) + seeded("skeletonclr", "knn", [51.0, 53.0, 56.0])
+    mean = (1.0 + 2.0 + 4.0) / 3
+    sd = math.sqrt(((1.0 - mean) ** 2 + (2.0 - mean) ** 2 + (4.0 - mean) ** 2) / (3 - 1))
+    half = 4.303 * sd / math.sqrt(3)  # t(0.975, df 2) from the printed table
+    assert (round(mean, 3), round(sd, 3), round(half, 3)) == (2.333, 1.528, 3.795)
+    cell = knn_cell(records)
+    assert cell["change"] == pytest.approx(mean) and cell["pairs"] == 3 and cell["unpaired"] == 0
+    assert cell["change_low"] == pytest.approx(mean - half, abs=1e-3)
+    assert cell["change_high"] == pytest.approx(mean + half, abs=1e-3)
+    assert cell["distinct"] is False  # the interval holds 0: no mark
+    text = render(records, "imputers", "markdown")
+    assert rows_of(text)["SkeletonCLR J"][3] == "53.33 ± 2.52 (+2.33 ↑)"
+    assert "two-sided 95% t interval (df = pairs - 1, over 3 pairs) excludes 0" in text
+
+
+def test_a_change_whose_interval_excludes_zero_is_marked_in_every_format():
+    # differences 1.0, 1.2, 0.8: mean 1.0, sd 0.2, half-width 4.303 * 0.2 / sqrt(3) = 0.497
+    records = seeded("skeletonclr", "none", [50.0, 51.0, 52.0]) + seeded("skeletonclr", "knn", [51.0, 52.2, 52.8])
+    cell = knn_cell(records)
+    assert cell["change_low"] == pytest.approx(1.0 - 4.303 * 0.2 / math.sqrt(3), abs=1e-3)
+    assert cell["distinct"] is True
+    assert rows_of(render(records, "imputers", "markdown"))["SkeletonCLR J"][3] == "52.00 ± 0.92 (+1.00* ↑)"
+    latex = render(records, "imputers", "latex")
+    check_latex(latex)
+    assert r"(+1.00* $\uparrow$)" in latex and r"95\% t interval" in latex
+    row = next(csv.DictReader(io.StringIO(render(records, "imputers", "csv"))))
+    assert {"change_low", "change_high", "pairs", "distinct"} <= set(row)
+
+
+def test_seeds_on_one_side_only_are_left_out_and_one_pair_has_no_interval():
+    records = seeded("skeletonclr", "none", [50.0, 51.0]) + seeded("skeletonclr", "knn", [52.0, 52.5, 60.0])
+    cell = knn_cell(records)
+    assert cell["change"] == pytest.approx(1.75) and cell["pairs"] == 2 and cell["unpaired"] == 1
+    assert "Seeds present on one side only are left out of the pairing (1 run in 1 cell)" in render(records)
+    single = knn_cell(records[:1] + records[2:3])
+    assert single["change"] == pytest.approx(2.0) and single["pairs"] == 1 and single["change_low"] is None
+    assert single["distinct"] is None
+    disjoint = knn_cell(records[1:2] + records[2:3])  # none has seed 1, knn seed 0: nothing to pair
+    assert disjoint["change"] is None and disjoint["unpaired"] == 2
+
+
+def test_reference_compares_every_method_with_the_chosen_one():
+    records = (seeded("skeletonclr", "none", [50.0, 51.0, 52.0]) + seeded("skeletonclr", "knn", [55.0, 55.0, 55.0])
+               + seeded("opstl", "none", [53.0, 54.5, 55.0]) + seeded("opstl", "knn", [56.0, 56.0, 57.0])
+               + seeded("crossclr", "knn", [60.0, 60.0, 60.0], stream="J+M"))
+    text = render(records, "imputers", "markdown", reference="skeletonclr")
+    rows = rows_of(text)
+    assert rows["SkeletonCLR J"][2:] == ["51.00 ± 1.00", "55.00 ± 0.00"]  # the reference itself: no change
+    # opstl - skeletonclr per seed, none: 3, 3.5, 3 (interval excludes 0); knn: 1, 1, 2
+    assert rows["OPSTL J"][2:] == ["54.17 ± 1.04 (+3.17* ↑)", "56.33 ± 0.58 (+1.33 ↑)"]
+    assert rows["2s-CrosSCLR J+M"][3] == "60.00 ± 0.00 (+5.00* ↑)"  # against the reference's only stream
+    assert "change against SkeletonCLR on the same data and protocol" in text
+    assert {cell["reference"] for cell in json.loads(render(records, "imputers", "json", reference="skeletonclr"))} \
+        == {"skeletonclr"}
+    with pytest.raises(OccbenchError, match=r"--reference mamp: no results of that method; methods present: "):
+        render(records, "imputers", "markdown", reference="mamp")
+
+
+# ------------------------------------------------------------------------------ severity, pretraining
+
+
+def level(method, imputer, occlusion, values, hidden, pretrain=None, split="xsub"):
+    """Seeds 0, 1, ... of one cell at an occlusion level, each with its measured occluded fraction."""
+    records = []
+    for seed, top1 in enumerate(values):
+        record = rec(method, imputer, split, top1, seed=seed, occlusion=occlusion)
+        record["metrics"]["occluded"] = hidden + 0.001 * seed
+        if pretrain is not None:
+            record["cell"]["pretrain_occlusion"] = pretrain
+        records.append(record)
+    return records
+
+
+@pytest.fixture
+def sweep():
+    """SkeletonCLR and OPSTL at random@0.1, 0.3, 0.5 (written in no order), none and knn, seeds 0-2."""
+    records = []
+    levels = [("random@0.5", 40.0, 0.496), ("random@0.1", 60.0, 0.101), ("random@0.3", 50.0, 0.3)]
+    for occlusion, top1, hidden in levels:
+        for method, gain in [("opstl", 2.0), ("skeletonclr", 0.0)]:
+            records += level(method, "none", occlusion, [top1 + gain, top1 + gain + 1, top1 + gain + 2.5], hidden)
+            records += level(method, "knn", occlusion, [top1 + gain + 3, top1 + gain + 4, top1 + gain + 5], hidden)
+    return records
+
+
+def test_severity_orders_levels_by_number_and_shows_what_they_hide(sweep):
+    text = render(sweep, "severity", "markdown")
+    rows = rows_of(text)
+    assert rows["method stream"] == ["method", "stream", "imputer", "xsub random@0.1 (10.2% hidden)",
+                                     "xsub random@0.3 (30.1% hidden)", "xsub random@0.5 (49.7% hidden)"]
+    # each level against random@0.1 of the same method and imputer, per seed: -10, -10, -10
+    assert rows["SkeletonCLR J"][3:] == ["61.17 ± 1.26", "51.17 ± 1.26 (-10.00* ↓)", "41.17 ± 1.26 (-20.00* ↓)"]
+    labels = [line.split("|")[1:4] for line in text.splitlines() if line.startswith("| ")][1:]
+    assert [[label.strip() for label in row] for row in labels] == [
+        ["SkeletonCLR", "J", "none"], ["", "J", "knn"], ["OPSTL", "J", "none"], ["", "J", "knn"]]
+    assert "change against the lowest level of the same occlusion kind" in text
+    one_imputer = rows_of(render(sweep, "severity", "markdown", imputer="knn"))
+    assert one_imputer["method stream"][:3] == ["method", "stream", "xsub random@0.1 (10.2% hidden)"]
+    check_latex(render(sweep, "severity", "latex"))
+
+
+def test_the_other_layouts_keep_one_level_per_table(sweep):
+    text = render(sweep, "imputers", "markdown")
+    titles = [line for line in text.splitlines() if line.startswith("**")]
+    assert [title.split(" · ")[2] for title in titles] == [
+        "random@0.1 occlusion (10.2% hidden)", "random@0.3 occlusion (30.1% hidden)",
+        "random@0.5 occlusion (49.7% hidden)"]
+    assert all(cell["seeds"] == 3 for cell in json.loads(render(sweep, "imputers", "json")))
+
+
+def test_a_cell_pretrained_on_other_data_is_its_own_table(sweep):
+    sweep += level("skeletonclr", "none", "random@0.3", [45.0, 46.0, 47.0], 0.3, pretrain="none")
+    sweep += level("skeletonclr", "knn", "random@0.3", [48.0, 49.0, 50.0], 0.3, pretrain="none")
+    text = render(sweep, "imputers", "markdown", occlusion="random@0.3")
+    titles = [line for line in text.splitlines() if line.startswith("**")]
+    assert len(titles) == 2 and "pretrained" not in titles[0]
+    assert "pretrained on no occlusion, evaluated on random@0.3 occlusion (30.1% hidden)" in titles[1]
+    assert "49.00 ± 1.00 (+3.00* ↑)" in text  # its change pairs with its own non-imputed cell
+    severity = render(sweep, "severity", "markdown")
+    assert "**Top-1 accuracy (%) · NTU-60 · pretrained on no occlusion · linear evaluation**" in severity
+    cells = json.loads(render(sweep, "imputers", "json", pretrain_occlusion="none"))
+    assert {(cell["occlusion"], cell["pretrain_occlusion"]) for cell in cells} == {("random@0.3", "none")}
+
+
+def test_a_record_without_pretrain_occlusion_was_pretrained_on_what_it_evaluates():
+    record = rec("opstl", "knn", "xsub", 67.11)
+    record["cell"].pop("pretrain_occlusion", None)
+    assert flat_rows([record])[0]["pretrain_occlusion"] == "realistic"
+    assert records_frame([record])["pretrain_occlusion"].tolist() == ["realistic"]
+    assert json.loads(render([record], "imputers", "json"))[0]["pretrain_occlusion"] == "realistic"
 
 
 # ------------------------------------------------------------------------------------ other layouts
@@ -166,7 +324,8 @@ def test_quality_shows_each_imputers_error_in_mm_against_leaving_zeros(ours):
     assert rows["imputer"] == ["imputer", "synthetic xsub", "synthetic xview"]
     assert rows["none"][1:] == ["3200.00", "–"]
     assert rows["random"][1:] == ["600.00 (-2600.00 ↓)", "–"]
-    assert rows["knn"][1] == "420.00 ± 14.14 (-2780.00 ↓)" and rows["knn"][2] == "500.00"
+    # knn's seed 1 has no none run to pair with: the change is seed 0's, 410 - 3200
+    assert rows["knn"][1] == "420.00 ± 14.14 (-2790.00 ↓)" and rows["knn"][2] == "500.00"
     assert "None" not in render(records_frame(records + ours), "imputers", "markdown")  # no method-less rows
     cells = json.loads(render(records, "quality", "json"))
     assert {c["imputer"]: c["mpjpe"] for c in cells if c["split"] == "xsub"} == {"none": 3200, "random": 600,
@@ -205,7 +364,7 @@ def test_latex_uses_booktabs_multicolumns_and_math_symbols(ours):
     text = render(ours, "imputers", "latex")
     check_latex(text)
     assert r"\multicolumn{2}{c}{none}" in text and r"\cmidrule(lr){3-4}" in text
-    assert r"57.61 $\pm$ 0.61 (+0.87 $\uparrow$)" in text and r"47.12 ($-$9.62 $\downarrow$)" in text
+    assert r"57.61 $\pm$ 0.61 (+0.87 $\uparrow$)" in text and r"47.12 ($-$8.62 $\downarrow$)" in text
     assert r"semi 1\%" in render(ours, "protocols", "latex")
 
 
@@ -310,6 +469,22 @@ def test_the_command_prints_or_writes_the_table(ours, tmp_path, capsys):
     table("--results", str(tmp_path / "results"), "--split", "xsub", "--out", str(tmp_path / "t" / "table.tex"),
           "--format", "latex")
     assert "wrote" in capsys.readouterr().out and "\\toprule" in (tmp_path / "t" / "table.tex").read_text()
+
+
+def test_the_command_takes_the_severity_layout_a_reference_and_the_pretraining_filter(sweep, tmp_path, capsys):
+    sweep += level("opstl", "knn", "random@0.3", [48.0, 49.0, 50.0], 0.3, pretrain="none")
+    for record in sweep:
+        write_record(record, tmp_path)
+    table("--results", str(tmp_path), "--layout", "severity", "--reference", "skeletonclr", "--imputer", "knn",
+          "--format", "csv")
+    cells = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    opstl = [cell for cell in cells if cell["method"] == "opstl" and cell["pretrain_occlusion"] == cell["occlusion"]]
+    assert [cell["occlusion"] for cell in opstl] == ["random@0.1", "random@0.3", "random@0.5"]
+    assert {cell["change"] for cell in opstl} == {"2.0"} and {cell["reference"] for cell in cells} == {"skeletonclr"}
+    table("--results", str(tmp_path), "--layout", "severity", "--pretrain-occlusion", "none")
+    assert "pretrained on no occlusion" in capsys.readouterr().out
+    with pytest.raises(OccbenchError, match="the quality layout has none"):
+        table("--results", str(tmp_path), "--layout", "quality", "--reference", "opstl")
 
 
 def test_the_command_warns_about_a_damaged_file_and_goes_on(ours, tmp_path, capsys):

@@ -561,3 +561,54 @@ def test_any_one_damaged_file_of_a_finished_grid_is_computed_again_never_reporte
         assert (code == 0 and not err) or (code == 2 and err.startswith("occbench: error: ") and "\n" not in err), \
             (pattern, err)
         assert records(tmp_path / "results") == first, pattern
+
+
+def test_several_occlusion_levels_and_a_pretraining_occlusion_apart(tiny_grid, capsys):
+    """Two random@ levels: a data stage and cells each, with the measured hidden fraction in every record;
+    then pretraining on clean data and evaluating on those levels re-runs no pretraining of a level
+    that only its evaluation occlusion changed."""
+    tmp_path, _, args = tiny_grid
+    args[args.index("--imputers") + 1] = "none,random"
+    args[args.index("--seeds") + 1] = "0"
+    levels = ["--occlusion", "random@0.2,random@0.6"]
+    assert main([*args, *levels]) == 0
+    out = capsys.readouterr().out
+    assert "occlusion: random@0.2, random@0.6" in out
+    # each level its own chain of the embedded dataset, in folders named safely on any file system
+    assert len(list((tmp_path / "home" / "embedded").glob("*/raw-random_0.6-seed0/meta.json"))) == 1
+    titles = [line for line in out.splitlines() if line.startswith("**Top-1")]  # a table per level
+    assert len(titles) == 2 and "random@0.2" in titles[0] and "random@0.6" in titles[1]
+    started = events(tmp_path, "started")
+    kinds = [kind for kind, *_ in started]
+    assert kinds.count("data") == 2 and kinds.count("impute") == 2 and kinds.count("evaluate") == 4
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    evaluated = [r for r in records if r["cell"]["protocol"] == "linear"]
+    assert sorted((r["cell"]["occlusion"], r["cell"]["imputer"]) for r in evaluated) == [
+        ("random@0.2", "none"), ("random@0.2", "random"), ("random@0.6", "none"), ("random@0.6", "random")]
+    for record in records:  # evaluation and imputation-quality records alike
+        assert record["cell"]["pretrain_occlusion"] == record["cell"]["occlusion"]
+        target = float(record["cell"]["occlusion"].partition("@")[2])
+        assert abs(record["metrics"]["occluded"] - target) < 0.02  # random@s hides the fraction s
+    quality = {(r["cell"]["occlusion"], r["cell"]["imputer"]) for r in records if r["cell"]["protocol"] == "imputation"}
+    assert quality == {("random@0.2", "none"), ("random@0.2", "random"), ("random@0.6", "none"),
+                       ("random@0.6", "random")}
+
+    # pretrained on clean data, evaluated on each level: clean data needs no imputation, so one
+    # pretraining serves both imputers; the levels' data and imputations are reused
+    assert main([*args, *levels, "--pretrain-occlusion", "none"]) == 0
+    again = events(tmp_path, "started")[len(started):]
+    assert sorted(kind for kind, *_ in again) == ["data", "evaluate", "evaluate", "evaluate", "evaluate", "pretrain"]
+    apart = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*pretrained_none*.json")]
+    assert len(apart) == 4 and {r["cell"]["pretrain_occlusion"] for r in apart} == {"none"}
+    by_level = {(r["cell"]["occlusion"], r["cell"]["imputer"]): r for r in apart}
+    for (level, imputer), record in by_level.items():
+        same = next(r for r in evaluated if (r["cell"]["occlusion"], r["cell"]["imputer"]) == (level, imputer))
+        assert record["metrics"]["occluded"] == same["metrics"]["occluded"]  # measured on the evaluated data
+        assert record["config"]["stages"]["data"] == same["config"]["stages"]["data"]
+        assert record["config"]["stages"]["pretrain"] != same["config"]["stages"]["pretrain"]
+    assert len({r["config"]["stages"]["pretrain"] for r in apart}) == 1
+    # a new evaluation level only: its data, its imputation and the evaluations, never a pretraining
+    started = events(tmp_path, "started")
+    assert main([*args, "--occlusion", "random@0.4", "--pretrain-occlusion", "none"]) == 0
+    again = events(tmp_path, "started")[len(started):]
+    assert sorted(kind for kind, *_ in again) == ["data", "evaluate", "evaluate", "impute"]

@@ -174,6 +174,7 @@ def test_both_profiles_are_valid_as_shipped(planner):
     (["--seeds", "0,x"], "'x' is not a whole number"),
     (["--gpus-per-cell", "0"], "--gpus-per-cell: 0: use 1 or more"),
     (["--slots", "-2"], "--slots: -2: use 1 or more"),
+    (["--occlusion", " , "], "--occlusion: ' , ': give one or more comma-separated occlusions"),
 ])
 def test_bad_grid_options_are_one_line_errors(capsys, argv, message):
     assert main(["run", "--dry-run", *argv]) == 2
@@ -194,3 +195,159 @@ def test_the_schema_checks_lists_variants_and_typed_defaults():
     for bad in ({"n": 2.5}, {"scale": "big"}, {"name": 3}, {"on": 1}):
         with pytest.raises(OccbenchError):
             check(typed, bad, "y")
+
+
+# --- occlusion levels and pretraining occlusion --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def occlusion_planner():
+    """Plan the quick profile's grid for two methods (OPSTL: the KNN imputer's stage-1 encoder) with the
+    given occlusion options; nothing runs."""
+    catalogue, host = load_catalogue(), load_plugins()
+
+    def plan(suite: str = "quick", **options):
+        options.setdefault("methods", ["skeletonclr", "opstl"])
+        grid = resolve_grid(catalogue, host, suite, **options)
+        return build_stages(grid, catalogue, host, {})
+
+    return plan
+
+
+def keys(stages, kind: str | None = None) -> set[str]:
+    return {stage.key for stage in stages if kind is None or stage.kind == kind}
+
+
+def test_a_bare_occlusion_keeps_the_data_stage_it_had_before_severities(occlusion_planner):
+    """Existing caches stay valid: the quick suite's data stage holds exactly what it held before
+    (`realistic`, no parameters), so its key, and every key that depends on it, is the one it was."""
+    from occbench import paths
+
+    stages = occlusion_planner(methods=None)
+    (data,) = [stage for stage in stages if stage.kind == "data"]
+    assert data.settings == {"dataset": "synthetic", "source": "embedded", "occlusion": "realistic", "frames": 12,
+                             "synth": {}}
+    assert data.key == paths.stage_key("data", data.settings, []) == "0c7b5a9a3abaac28"  # as cached before
+    # the other stages' settings and needs are those they had: one imputation read by pretraining and evaluation
+    for stage in stages:
+        expected = {"impute": {"imputer", "settings", "split", "seed"}, "evaluate": {"protocol", "settings", "split",
+                    "seed"}, "pretrain": {"method", "plugin", "method_settings", "pretrain", "batch_size", "split",
+                    "seed"}, "data": set(data.settings)}[stage.kind]
+        assert set(stage.settings) == expected
+        if stage.kind == "evaluate":
+            pretrain, source = stage.needs
+            assert pretrain.needs[0] is source and source in (data, *(s for s in stages if s.kind == "impute"))
+    assert "realistic" not in " ".join(stage.label for stage in stages if stage.kind != "data")  # labels as before
+    # the suite's occlusion given as a one-spec list, or on the command line, is the same grid
+    assert [s.key for s in occlusion_planner(methods=None, occlusion=["realistic"])] == [s.key for s in stages]
+
+
+def test_each_occlusion_level_is_one_data_stage_and_its_own_cells(occlusion_planner):
+    levels = ["random@0.1", "random@0.3", "random@0.5"]
+    stages = occlusion_planner(occlusion=levels)
+    data = [stage for stage in stages if stage.kind == "data"]
+    assert [stage.settings["occlusion"] for stage in data] == levels  # each once
+    evaluations = [stage for stage in stages if stage.kind == "evaluate"]
+    assert len(evaluations) == 3 * 2 * 3  # levels x methods x imputers
+    assert {(s.cell.occlusion, s.cell.pretrain_occlusion) for s in evaluations} == {(o, o) for o in levels}
+    assert sum(stage.kind == "pretrain" for stage in stages) == 3 * 2 * 3  # OPSTL on the unimputed data is stage-1
+    for stage in evaluations:  # pretrained and evaluated on the data of its own level
+        assert {s.settings["occlusion"] for s in stage.upstream() if s.kind == "data"} == {stage.cell.occlusion}
+        assert stage.cell.occlusion in stage.label
+    # a level planned alone is the same stages: the sweep and a single-level run share the cache
+    alone = occlusion_planner(occlusion=["random@0.3"])
+    assert keys(alone) <= keys(stages) and len(keys(stages)) == len(stages)
+    # a severity written another way is the same level; a bare kind is a level of its own
+    assert keys(occlusion_planner(occlusion=["random@.30"])) == keys(alone)
+    assert keys(occlusion_planner(occlusion=["random"]), "data").isdisjoint(keys(stages, "data"))
+
+
+def test_changing_only_the_evaluation_occlusion_reuses_every_pretraining(occlusion_planner):
+    first = occlusion_planner(occlusion=["realistic"], pretrain_occlusion="none")
+    second = occlusion_planner(occlusion=["random@0.3"], pretrain_occlusion="none")
+    pretrained = {s.need("pretrain").key for s in second if s.kind == "evaluate"}
+    assert pretrained == {s.need("pretrain").key for s in first if s.kind == "evaluate"}
+    assert len(pretrained) == 2  # clean data needs no imputation: one pretraining per method, for every imputer
+    new = [stage for stage in second if stage.key not in keys(first)]
+    (data,) = [stage for stage in new if stage.kind == "data"]
+    assert data.settings["occlusion"] == "random@0.3"
+    assert sorted(stage.kind for stage in new if stage.kind != "evaluate") == ["data", "impute", "impute", "pretrain"]
+    (stage1,) = [stage for stage in new if stage.kind == "pretrain"]  # the KNN imputer's, on the data it imputes
+    assert stage1.needs == (data,) and stage1.settings["method"] == "opstl"
+    assert sum(stage.kind == "evaluate" for stage in new) == 6
+    for stage in new:
+        if stage.kind == "evaluate":
+            assert (stage.cell.occlusion, stage.cell.pretrain_occlusion) == ("random@0.3", "none")
+            evaluated = stage.needs[1]
+            assert (evaluated if evaluated.kind == "data" else evaluated.need("data")) is data
+
+
+def test_pretraining_on_occluded_data_evaluating_on_clean_data(occlusion_planner):
+    stages = occlusion_planner(occlusion=["none"], pretrain_occlusion="realistic", imputers=["none", "knn"])
+    same = occlusion_planner(occlusion=["realistic"], imputers=["none", "knn"])
+    evaluations = [stage for stage in stages if stage.kind == "evaluate"]
+    # the pretrainings are those of the realistic grid (its imputation included); the evaluations read clean data
+    pretrained = {s.need("pretrain").key for s in same if s.kind == "evaluate"}
+    assert {s.need("pretrain").key for s in evaluations} == pretrained
+    assert all(s.needs[1].kind == "data" and s.needs[1].settings["occlusion"] == "none" for s in evaluations)
+    assert {stage.cell.pretrain_occlusion for stage in evaluations} == {"realistic"}
+    assert len({stage.key for stage in evaluations}) == len(evaluations) == 4
+
+
+def test_the_robustness_suite_sweeps_random_levels_and_transfers_clean_to_realistic(occlusion_planner):
+    stages = occlusion_planner("robustness", methods=None)
+    evaluations = [stage for stage in stages if stage.kind == "evaluate"]
+    pairs = {(s.cell.pretrain_occlusion, s.cell.occlusion) for s in evaluations}
+    assert pairs == {("random@0.1", "random@0.1"), ("random@0.3", "random@0.3"), ("random@0.5", "random@0.5"),
+                     ("none", "realistic")}
+    methods = load_catalogue().suite("robustness")["methods"]
+    assert {s.cell.imputer for s in evaluations} == {"none", "interp", "knn"} and len(methods) == 8
+    assert len(evaluations) == 8 * 3 * 4
+    # the transfer cells: one clean pretraining per method, whichever imputer fills the evaluated data
+    transfer = [s for s in evaluations if s.cell.pretrain_occlusion == "none"]
+    assert len({s.need("pretrain").key for s in transfer}) == 8
+    # the command line's occlusion replaces the suite's, transfer included
+    replaced = occlusion_planner("robustness", occlusion=["random@0.2"])
+    assert {s.cell.occlusion for s in replaced if s.kind == "evaluate"} == {"random@0.2"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--occlusion", "fog"], "--occlusion: occlusion 'fog': unknown kind 'fog'"),
+    (["--occlusion", "random@0.1,random@lots"], "--occlusion: occlusion 'random@lots': severity 'lots' is not a "
+                                               "number"),
+    (["--occlusion", "random@1.5"], "--occlusion: occlusion 'random@1.5': severity 1.5 is outside [0, 1]"),
+    (["--occlusion", "inferred@0.3"], "--occlusion: occlusion 'inferred@0.3': inferred takes no severity"),
+    (["--pretrain-occlusion", "random@"], "--pretrain-occlusion: occlusion 'random@': nothing after '@'"),
+])
+def test_a_bad_occlusion_spec_is_a_one_line_error_naming_where_it_came_from(capsys, tmp_path, monkeypatch, argv,
+                                                                            message):
+    monkeypatch.setenv("OCCBENCH_HOME", str(tmp_path))
+    assert main(["run", "--dry-run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_spec_whose_kind_the_catalogue_lacks_is_an_error(tmp_path):
+    import yaml
+
+    from occbench.paths import CATALOGUE
+
+    raw = yaml.safe_load(CATALOGUE.read_text())
+    raw["suites"]["quick"]["occlusion"] = ["realistic", "random@0.4"]
+    del raw["occlusions"]["random"], raw["suites"]["robustness"]
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(OccbenchError, match=r"suites.quick.occlusion: unknown occlusion 'random': choose from none, "
+                                            r"realistic, inferred"):
+        load_catalogue(path)
+    raw["suites"]["quick"]["occlusion"] = "realistic"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    catalogue = load_catalogue(path)
+    with pytest.raises(OccbenchError, match=r"^--occlusion: unknown occlusion 'random': choose from none, "
+                                            r"realistic, inferred"):
+        resolve_grid(catalogue, load_plugins(), occlusion=["random@0.4"])
+    raw["suites"]["quick"]["occlusion"] = "random@2"  # the catalogue checks kinds; the planner severities
+    raw["occlusions"]["random"] = {"title": "random joints"}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(OccbenchError, match=r"^suites.quick.occlusion: occlusion 'random@2': severity 2 is outside"):
+        resolve_grid(load_catalogue(path), load_plugins())

@@ -231,3 +231,31 @@ def test_a_full_disk_leaves_the_previous_record_and_no_partial_file(tmp_path, mo
     monkeypatch.undo()
     assert json.loads(path.read_text())["metrics"]["top1"] == 50.0
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_record_keeps_the_occlusion_it_was_pretrained_on_and_the_measured_hidden_fraction():
+    record = a_record()  # pretrained on what it was evaluated on, unless the cell says otherwise
+    assert record["cell"]["pretrain_occlusion"] == "realistic"
+    apart = a_record(occlusion="random@0.3", pretrain_occlusion="none")
+    assert (apart["cell"]["occlusion"], apart["cell"]["pretrain_occlusion"]) == ("random@0.3", "none")
+    # its own file: the cell pretrained on its own occlusion keeps the name it always had
+    assert record_name(apart) == "opstl-J-knn-ntu60-xsub-random_0.3-pretrained_none-linear-paper-seed0.json"
+    assert record_name(a_record(occlusion="random@0.3")) == "opstl-J-knn-ntu60-xsub-random_0.3-linear-paper-seed0.json"
+    with_fraction = make_record(record["cell"], {**record["metrics"], "occluded": 0.3}, None, record["provenance"])
+    assert with_fraction["metrics"]["occluded"] == 0.3
+    for bad in (1.5, -0.1, "30%"):
+        with pytest.raises(OccbenchError, match="record metric occluded is"):
+            make_record(record["cell"], {**record["metrics"], "occluded": bad}, None, record["provenance"])
+
+
+def test_a_record_written_before_pretrain_occlusion_existed_is_still_a_record(tmp_path):
+    old = a_record()
+    del old["cell"]["pretrain_occlusion"]
+    store.check_record(old)
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (loaded,) = load_records(tmp_path)
+    assert loaded["cell"]["occlusion"] == "realistic"
+    missing = a_record()
+    del missing["cell"]["occlusion"]
+    with pytest.raises(OccbenchError, match="record cell lacks occlusion"):
+        store.check_record(missing)
