@@ -73,8 +73,9 @@ class StageEvent:
     ``kind``: "data", "impute", "pretrain" or "evaluate"; ``key``: the stage's cache key (its folder's
     name under ``--work``); ``label``: how the progress lines name it, e.g. ``pretrain skeletonclr none
     synthetic/xsub seed0``; ``settings``: its resolved settings (what its key is made of); ``cell``: the
-    results-table cell (method, imputer, dataset, split, occlusion, protocol, seed, profile) of an
-    evaluation stage or of an imputation stage's quality records, None for data and pretraining stages.
+    results-table cell (method, imputer, dataset, split, occlusion, protocol, seed, profile,
+    pretrain_occlusion) of an evaluation stage or of an imputation stage's quality records, None for data
+    and pretraining stages.
     Only in ``finished``: ``records``, the records the stage stored in the results folder (one for an
     evaluation, the imputation-quality records for an imputation, none for the others), ``output``,
     its output (the paths it wrote, with their digests, and what it measured), ``seconds`` its wall
