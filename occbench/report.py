@@ -28,9 +28,13 @@ more it has a two-sided 95% t interval (df = pairs - 1), and a ``*`` where that 
 ``reference=METHOD`` compares every method with that one instead. Records without seeds (the published
 numbers) change by the difference of their means.
 
+The best number of each column (the highest top-1, the lowest MPJPE; per protocol in ``protocols``; ties
+as printed all count) is bold in markdown and LaTeX and a ``best`` field in csv and json. LaTeX tables can
+be scaled to a width (``\\resizebox``) and labelled (``\\label``, numbered when there are several).
+
 Published numbers (``provenance.source == "paper"``) are shown only when there is nothing else, or beside
-ours with ``compare="paper"``. Like `store`, this module imports neither torch nor pandas (nor numpy:
-the t quantile is computed here).
+ours with ``compare="paper"``, where they do not compete for the best. Like `store`, this module imports
+neither torch nor pandas (nor numpy: the t quantile is computed here).
 """
 
 from __future__ import annotations
@@ -150,6 +154,8 @@ class Layout:
     scale: float = 1.0
     heading: str = "Top-1 accuracy (%)"
     optional_header: tuple[str, ...] = ()  # row labels left out of a table where they have one value
+    lower_is_better: bool = False  # which number of a column is its best (bold): the highest unless this
+    best_within: tuple[str, ...] = ()  # row fields whose values each have their own best (Table IV: protocol)
 
 
 @dataclass(frozen=True)
@@ -204,12 +210,14 @@ LAYOUTS = {
                        change_note="change against no imputation (none) of the same method and split"),
     "protocols": Layout(("occlusion", "pretraining", "imputer", "profile"), ("protocol", "method", "stream"),
                         ("dataset", "split"), ("protocol", "method", "stream"), baseline=_against_none,
-                        change_note="change against the same protocol on non-imputed data"),
+                        change_note="change against the same protocol on non-imputed data",
+                        best_within=("protocol",)),
     "summary": Layout(("occlusion", "pretraining", "protocol", "profile"), ("method", "stream", "imputer"),
                       ("dataset", "split"), ("method", "stream"), shown=_in_summary),
     "quality": Layout(("occlusion", "pretraining", "profile"), ("imputer",), ("dataset", "split"), ("imputer",),
                       baseline=_against_none, change_note="change against leaving the zeros (none)",
-                      metric="mpjpe", scale=1000.0, heading="MPJPE on the occluded joints of the test set (mm)"),
+                      metric="mpjpe", scale=1000.0, heading="MPJPE on the occluded joints of the test set (mm)",
+                      lower_is_better=True),
     "severity": Layout(("dataset", "pretraining", "protocol", "profile"), ("method", "stream", "imputer"),
                        ("split", "occlusion"), ("method", "stream", "imputer"),
                        shown=lambda key, names: key["method"] is not None, baseline=_against_lowest_level,
@@ -241,6 +249,7 @@ class Cell:
     occluded: list[float] = field(default_factory=list)  # measured fraction of hidden joint-frames, per run
     status: str | None = None  # "failed" or "submitted" (its seeds' status notes), when it has no result
     notes: list[dict] = field(default_factory=list)  # the status notes of its seeds without a result
+    best: bool = False  # the best number of its column (`_mark_best`)
 
     @property
     def distinct(self) -> bool:
@@ -262,19 +271,25 @@ class Table:
     header: tuple[str, ...] = ()  # the row-label columns (the layout's, less one-valued optional ones)
     change_note: str = ""
     reference: Any = None  # the method every change is against (--reference), if chosen
+    bold: bool = True  # whether markdown and LaTeX show the best of each column in bold
 
 
 # -------------------------------------------------------------------------------------------- render
 
 
 def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare: str | None = None,
-           reference: str | None = None, **filters: str | None) -> str:
+           reference: str | None = None, bold: bool = True, resizebox: str | None = None, label: str | None = None,
+           **filters: str | None) -> str:
     """The tables of `layout` for the records in `frame` (a DataFrame from `records_frame`, flat rows, or
     records), as text in `fmt`. `compare="paper"` puts the published number beside each of ours;
-    `reference` (a method) makes every change one against that method on the same data; `filters`
-    (dataset, split, protocol, imputer, occlusion, pretrain_occlusion, method, profile) keep matching
-    records only."""
+    `reference` (a method) makes every change one against that method on the same data; `bold` shows the
+    best number of each column in bold (markdown and LaTeX; csv and json always carry a `best` field);
+    for LaTeX, `resizebox` (a width: ``\\columnwidth``, ``0.9\\textwidth``, ``8.5cm``) scales each tabular
+    to that width and `label` gives each table a ``\\label`` (``label-1``, ``label-2``... when there are
+    several); `filters` (dataset, split, protocol, imputer, occlusion, pretrain_occlusion, method,
+    profile) keep matching records only."""
     _check_options(layout, fmt, compare, filters)
+    resizebox = _latex_options(fmt, resizebox, label)
     filters = {name: value for name, value in filters.items() if value is not None}
     rows = _as_rows(frame)
     if not rows:
@@ -290,6 +305,10 @@ def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare:
         ours = []
     tables = build_tables(ours or paper, paper, layout, filters, compare=bool(compare and ours),
                           published_only=not ours, reference=reference)
+    for table in tables:
+        table.bold = bold
+    if fmt == "latex":
+        return to_latex(tables, resizebox=resizebox, label=label)
     return FORMATTERS[fmt](tables)
 
 
@@ -303,6 +322,30 @@ def _check_options(layout: str, fmt: str, compare: str | None, filters: dict) ->
     unknown = sorted(set(filters) - set(FILTERS))
     if unknown:
         raise OccbenchError(f"unknown filter {unknown[0]!r}; filters: {', '.join(FILTERS)}")
+
+
+# A width \resizebox takes: a multiple of the column, text or line width, or a length with a unit. The
+# backslash is optional because an unquoted `--resizebox \textwidth` reaches us without it.
+LATEX_WIDTH = re.compile(r"(?:(\d*\.?\d+)?\\?(columnwidth|textwidth|linewidth)|\d*\.?\d+(?:pt|bp|mm|cm|in|pc|em|ex))")
+LATEX_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._+/-]*")
+
+
+def _latex_options(fmt: str, resizebox: str | None, label: str | None) -> str | None:
+    """Check the LaTeX-only options; the \\resizebox width with its backslash (None: no \\resizebox)."""
+    given = [name for name, value in (("--resizebox", resizebox), ("--label", label)) if value is not None]
+    if given and fmt != "latex":
+        raise OccbenchError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only to LaTeX tables: "
+                            f"add --format latex or leave {'them' if len(given) > 1 else 'it'} out")
+    if label is not None and not LATEX_LABEL.fullmatch(label):
+        raise OccbenchError(f"--label {label!r}: use letters, digits and : . _ + / - only (e.g. tab:occluded)")
+    if resizebox is None:
+        return None
+    width = LATEX_WIDTH.fullmatch(resizebox.strip())
+    if width is None:
+        raise OccbenchError(f"--resizebox {resizebox!r} is not a LaTeX width: give e.g. \\columnwidth, "
+                            "0.9\\textwidth or 8.5cm")
+    factor, name = width.groups()
+    return f"{factor or ''}\\{name}" if name else resizebox.strip()
 
 
 def _as_rows(frame: Any) -> list[dict]:
@@ -507,7 +550,30 @@ def _table(layout: str, context: dict, keys: list[dict], cell_of: Callable[[dict
     grid = [[cell_of(fixed | context | row | col) for col in col_keys] for row in row_keys]
     header = tuple(name for name in spec.header
                    if name not in spec.optional_header or len({key[name] for key in row_keys}) > 1)
-    return Table(layout, context, row_keys, col_keys, grid, names=names, header=header)
+    table = Table(layout, context, row_keys, col_keys, grid, names=names, header=header)
+    _mark_best(table)
+    return table
+
+
+def _mark_best(table: Table) -> None:
+    """Mark the best number of each column, as the paper's tables bold it: the highest (the lowest where
+    lower is better), within each value of the layout's `best_within` fields (one protocol of Table IV
+    is no rival of another). Numbers compare as printed (two decimals), so ties are all best; a column
+    with one number beats nothing and has no best. Only the table's own numbers compete: the published
+    ones that --compare shows beside them are the reference, not a rival."""
+    spec = LAYOUTS[table.layout]
+    for index in range(len(table.col_keys)):
+        blocks: dict[tuple, list[Cell]] = {}
+        for row_key, row in zip(table.row_keys, table.cells, strict=True):
+            if row[index].stat is not None:
+                blocks.setdefault(tuple(row_key[name] for name in spec.best_within), []).append(row[index])
+        for cells in blocks.values():
+            if len(cells) < 2:
+                continue
+            printed = [round(cell.stat.mean, 2) for cell in cells]
+            best = min(printed) if spec.lower_is_better else max(printed)
+            for cell, value in zip(cells, printed, strict=True):
+                cell.best = value == best
 
 
 def _distinct(keys: list[dict], fields: tuple[str, ...], names: Names) -> list[dict]:
@@ -614,6 +680,7 @@ class Style:
     dash: str  # for ranges
     sep: str  # between the parts of a title
     escape: Callable[[str], str]
+    bold: Callable[[str], str]
 
 
 def _latex_escape(text: str) -> str:
@@ -623,28 +690,33 @@ def _latex_escape(text: str) -> str:
     return re.sub(r'"([^"]*)"', r"``\1''", text)  # typographic quotes; a straight " prints as a closing one
 
 
-MARKDOWN = Style("↑", "↓", "±", "-", "Δ", "–", "–", " · ", lambda text: text.replace("|", "/"))
-LATEX = Style(r"$\uparrow$", r"$\downarrow$", r"$\pm$", "$-$", r"$\Delta$", "--", "--", ", ", _latex_escape)
+MARKDOWN = Style("↑", "↓", "±", "-", "Δ", "–", "–", " · ", lambda text: text.replace("|", "/"),
+                 lambda text: f"**{text}**")
+LATEX = Style(r"$\uparrow$", r"$\downarrow$", r"$\pm$", "$-$", r"$\Delta$", "--", "--", ", ", _latex_escape,
+              lambda text: rf"\textbf{{{text}}}")
 
 
 MARK = "*"  # after a change whose interval excludes 0: plain in markdown (one per cell), LaTeX, csv and json
 
 
-def cell_text(cell: Cell, style: Style, compare: bool = False) -> str:
+def cell_text(cell: Cell, style: Style, compare: bool = False, bold: bool = False) -> str:
     """``57.61 (+0.87 ↑)``, ``56.74 ± 0.30``, ``58.61 ± 0.20 (+1.87* ↑)`` (interval excludes 0),
-    ``70.58 (Δ 3.22)``, and ``ours / paper`` when comparing."""
-    text = _value_text(cell, style)
+    ``70.58 (Δ 3.22)``, and ``ours / paper`` when comparing; with `bold`, the number of the best cell of
+    its column (mean and standard deviation, not its change nor the published number) is in bold."""
+    text = _value_text(cell, style, bold and cell.best)
     if compare:
         text += " / " + (f"{cell.paper:.2f}" if cell.paper is not None else style.missing)
     return text
 
 
-def _value_text(cell: Cell, style: Style) -> str:
+def _value_text(cell: Cell, style: Style, bold: bool = False) -> str:
     if cell.stat is None:
         return {"failed": "failed", "submitted": "pending"}.get(cell.status, style.missing)
     text = f"{cell.stat.mean:.2f}"
     if cell.stat.std is not None:
         text += f" {style.pm} {cell.stat.std:.2f}"
+    if bold:
+        text = style.bold(text)
     if cell.change is not None:
         text += f" ({_signed(cell.change, style, MARK if cell.distinct else '')})"
     elif cell.change_abs is not None:
@@ -731,9 +803,21 @@ def notes(table: Table, style: Style) -> list[str]:
                      "its sign was lost in the text.")
     if table.compare:
         lines.append(f"Each cell: ours / published; {style.missing} where there is no number.")
+    if table.bold and any(cell.best for cell in cells):
+        lines.append(style.escape(_best_note(table)))
     lines += [style.escape(line) for line in _status_lines(table)]
     lines += [style.escape(f"Published: {citation}.") for citation in table.citations]
     return lines
+
+
+def _best_note(table: Table) -> str:
+    spec = LAYOUTS[table.layout]
+    text = f"Bold: the {'lowest' if spec.lower_is_better else 'highest'} of each column"
+    if spec.best_within:
+        text += f" within each {' and '.join(spec.best_within)}"
+    if table.compare:
+        text += " among ours (the published numbers do not compete)"
+    return text + ", ties included."
 
 
 def _change_note(table: Table, cells: list[Cell]) -> str:
@@ -787,7 +871,7 @@ def to_markdown(tables: list[Table]) -> str:
     blocks = []
     for table in tables:
         header = [*table.header, *_column_titles(table, " ")]
-        body = [labels + [cell_text(cell, MARKDOWN, table.compare) for cell in row]
+        body = [labels + [cell_text(cell, MARKDOWN, table.compare, table.bold) for cell in row]
                 for labels, row in zip(_blank_repeats(row_labels(table)), table.cells, strict=True)]
         align = ["left"] * len(table.header) + ["right"] * len(table.col_keys)
         grid = tabulate(body, headers=header, tablefmt="github", disable_numparse=True, colalign=align)
@@ -818,23 +902,37 @@ def _blank_repeats(labels: list[list[str]]) -> list[list[str]]:
     return [([""] if i and label[0] == labels[i - 1][0] else label[:1]) + label[1:] for i, label in enumerate(labels)]
 
 
-def to_latex(tables: list[Table]) -> str:
-    return "\n\n".join(_latex_table(table) for table in tables)
+def to_latex(tables: list[Table], resizebox: str | None = None, label: str | None = None) -> str:
+    """Each table a `table` float with its title and notes as caption; `label`: ``\\label{label}``, or
+    ``label-1``, ``label-2``... when there are several, so that every label stays unique; `resizebox`: the
+    width (a LaTeX length) each tabular is scaled to."""
+    labels = [label] * len(tables)
+    if label is not None and len(tables) > 1:
+        labels = [f"{label}-{number}" for number in range(1, len(tables) + 1)]
+    return "\n\n".join(_latex_table(table, resizebox, name) for table, name in zip(tables, labels, strict=True))
 
 
-def _latex_table(table: Table) -> str:
+def _latex_table(table: Table, resizebox: str | None = None, label: str | None = None) -> str:
     header = table.header
     caption = " ".join([title(table, LATEX) + "."] + notes(table, LATEX))
-    lines = [r"\begin{table}[htbp]", r"\centering", rf"\caption{{{caption}}}",
-             rf"\begin{{tabular}}{{{'l' * len(header)}{'c' * len(table.col_keys)}}}", r"\toprule",
-             *_latex_header(table, len(header)), r"\midrule"]
+    lines = [r"\begin{table}[htbp]", r"\centering", rf"\caption{{{caption}}}"]
+    if label is not None:
+        lines.append(rf"\label{{{label}}}")
+    if resizebox is not None:  # `%`: no space from the line end inside the box
+        lines.append(rf"\resizebox{{{resizebox}}}{{!}}{{%")
+    lines += [rf"\begin{{tabular}}{{{'l' * len(header)}{'c' * len(table.col_keys)}}}", r"\toprule",
+              *_latex_header(table, len(header)), r"\midrule"]
     labels = row_labels(table)
-    for i, (label, row) in enumerate(zip(_blank_repeats(labels), table.cells, strict=True)):
+    for i, (names, row) in enumerate(zip(_blank_repeats(labels), table.cells, strict=True)):
         if i and len(header) > 2 and labels[i][0] != labels[i - 1][0]:
             lines.append(r"\midrule")
-        texts = [_latex_escape(text) for text in label] + [cell_text(cell, LATEX, table.compare) for cell in row]
+        texts = [_latex_escape(text) for text in names] + [cell_text(cell, LATEX, table.compare, table.bold)
+                                                            for cell in row]
         lines.append(" & ".join(texts) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if resizebox is not None:
+        lines.append("}")
+    lines.append(r"\end{table}")
     return "\n".join(lines)
 
 
@@ -875,7 +973,7 @@ def _numbers(cell: Cell, table: Table) -> dict:
     stat = cell.stat
     metric = LAYOUTS[table.layout].metric  # quality: mpjpe, in the table's unit (mm)
     numbers = {metric: _round(stat and stat.mean), f"{metric}_std": _round(stat and stat.std),
-               "seeds": stat.seeds if stat else 0, "change": _round(cell.change),
+               "seeds": stat.seeds if stat else 0, "best": cell.best, "change": _round(cell.change),
                # the change's t interval (T_LEVEL, df = pairs - 1) and whether it excludes 0
                "change_low": _round(cell.interval and cell.interval[0]),
                "change_high": _round(cell.interval and cell.interval[1]), "pairs": cell.pairs,
@@ -940,6 +1038,17 @@ def add_table_command(subparsers) -> None:
         if name == "pretrain_occlusion":
             what = "only cells whose encoder was pretrained on this occlusion (none: pretrained clean)"
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=what)
+    p.add_argument("--no-bold", dest="bold", action="store_false",
+                   help="no bold: by default markdown and LaTeX show the best number of each column in bold (the "
+                        "highest top-1, the lowest MPJPE; per protocol in the protocols layout; ties all bold; with "
+                        "--compare only ours compete); csv and json always carry a boolean `best` field")
+    p.add_argument("--resizebox", nargs="?", const=r"\columnwidth", metavar="WIDTH",
+                   help="LaTeX: scale each tabular to WIDTH with \\resizebox{WIDTH}{!}{...} (needs "
+                        "\\usepackage{graphicx}); WIDTH defaults to \\columnwidth, e.g. \\textwidth for table*, "
+                        "0.9\\linewidth or 8.5cm (the backslash may be left out: 0.9textwidth)")
+    p.add_argument("--label", metavar="NAME",
+                   help="LaTeX: \\label{NAME} in the table; when the command prints several tables they are "
+                        "labelled NAME-1, NAME-2, ... in the order printed, so labels stay unique")
     p.add_argument("--out", type=Path, help="write the table to this file instead of printing it")
     p.set_defaults(func=_table_command)
 
@@ -947,7 +1056,8 @@ def add_table_command(subparsers) -> None:
 def _table_command(args) -> None:
     rows = _load(args.results, with_paper=args.compare == "paper")
     filters = {name: getattr(args, name) for name in FILTERS}
-    text = render(rows, args.layout, args.fmt, compare=args.compare, reference=args.reference, **filters)
+    text = render(rows, args.layout, args.fmt, compare=args.compare, reference=args.reference, bold=args.bold,
+                  resizebox=args.resizebox, label=args.label, **filters)
     if args.out is None:
         print(text)
         return
