@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_import)
 
+    p = data_commands.add_parser("export", help="occbench dataset -> CrosSCLR/AimCLR .npy+.pkl or CTR-GCN/MAMP .npz")
+    p.add_argument("dataset", type=Path, help="a prepared dataset (clean, occluded, imputed or preprocessed)")
+    p.add_argument("--layout", required=True, help="crossclr ({split}/train_data.npy ...) or ctrgcn (NTU60_CS.npz ...)")
+    p.add_argument("--out", type=Path, required=True, help="the folder to write")
+    p.add_argument("--split", action="append", help="a split to write, repeatable (default: every split the "
+                   "layout can express)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_export)
+
     p = data_commands.add_parser("occlude", help="apply realistic, random or Kinect-inferred occlusion")
     p.add_argument("--data", type=Path, required=True, help="a prepared dataset (camera space, before preprocess)")
     p.add_argument("--kind", required=True,
@@ -214,6 +223,14 @@ def _import(args) -> None:
     dataset = import_layout(args.path, args.out, benchmark=args.benchmark,
                             zeros_are_occluded=not args.keep_zeros, overwrite=args.overwrite, progress=True)
     print(_summary(dataset))
+
+
+def _export(args) -> None:
+    from occbench.data.export import export_layout
+
+    out = export_layout(args.dataset, args.layout, args.out, splits=args.split, overwrite=args.overwrite,
+                        progress=True)
+    print(f"wrote {args.layout} layout to {out}")
 
 
 def _occlude(args) -> None:

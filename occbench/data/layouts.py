@@ -167,19 +167,25 @@ def _crossclr_split_dirs(path: Path) -> dict[str, Path]:
 
 
 def _visibility(
-    x: np.ndarray, zeros_are_occluded: bool, exempt: np.ndarray | None = None
+    x: np.ndarray, zeros_are_occluded: bool, exempt: np.ndarray | None = None, given: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """x float (n, 3, T, V, M) with NaN/0 conventions -> data, mask, present, length.
 
     exempt: bool broadcastable to (n, T, V, M), joints that are 0 by construction (a centring origin)
     and count as visible wherever their body is present.
+    given: bool (n, T, V, M), the visibility written beside the data by `occbench data export`; it
+    replaces the zero and origin rules (a visible joint may be exactly 0, e.g. a centre joint).
     """
     bad = ~np.isfinite(x).all(axis=1)
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     nonzero = (x != 0).any(axis=1)
-    present = (nonzero | bad).any(axis=2)
-    visible = ~bad & present[:, :, None]
-    if zeros_are_occluded:
+    if given is not None:
+        present = (nonzero | bad | given).any(axis=2)
+        visible = ~bad & given
+    else:
+        present = (nonzero | bad).any(axis=2)
+        visible = ~bad & present[:, :, None]
+    if zeros_are_occluded and given is None:
         visible &= nonzero if exempt is None else nonzero | exempt
     frames = np.arange(x.shape[2])
     last = np.where(present.any(axis=2), frames, -1).max(axis=1, initial=-1)
@@ -340,8 +346,13 @@ def _crossclr_part(split: str, folder: Path, part: str) -> _PartSource | None:
             "the two files do not belong together, regenerate them"
         )
     variant = file.stem.removeprefix(f"{part}_")
+    mask_file = folder / f"{part}_mask.npy"  # written by `occbench data export`
+    mask = _load_npy(mask_file) if mask_file.is_file() and variant == "data" else None
+    if mask is not None and (mask.dtype != np.bool_ or mask.shape != (*array.shape[:1], *array.shape[2:])):
+        raise OccbenchError(f"{mask_file}: bool {(*array.shape[:1], *array.shape[2:])} expected beside {file.name}, "
+                            f"found {mask.dtype} {mask.shape}; export the dataset again")
     return _PartSource(
-        split, part, file, variant, names, labels, array.shape[2], _memmap_chunks(array, file), keys=names
+        split, part, file, variant, names, labels, array.shape[2], _memmap_chunks(array, file, mask), keys=names
     )
 
 
@@ -355,7 +366,7 @@ def _crossclr_parts(path: Path) -> list[_PartSource]:
     return parts
 
 
-def _memmap_chunks(array: np.ndarray, file: Path) -> Callable:
+def _memmap_chunks(array: np.ndarray, file: Path, mask: np.ndarray | None = None) -> Callable:
     def chunks(wanted=_read_all) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, len(array), CHUNK):
             if not wanted(start, min(start + CHUNK, len(array))):
@@ -364,7 +375,7 @@ def _memmap_chunks(array: np.ndarray, file: Path) -> Callable:
                 block = _as_float32(array[start : start + CHUNK], file)
             except OSError as err:
                 raise OccbenchError(f"{file}: read failed ({brief(err)}); check the disk or the file") from None
-            yield start, _pad_bodies(block, file)
+            yield start, _pad_bodies(block, file), None if mask is None else np.asarray(mask[start : start + CHUNK])
 
     return chunks
 
@@ -464,10 +475,19 @@ def _ctrgcn_part(file: Path, split: str, key: str, part: str) -> tuple[_PartSour
     labels = _check_labels(labels, file)
     width = {60: "ntu60", 120: "ntu120"}.get(y.shape[1]) if len(y.shape) == 2 else None
 
-    def chunks(wanted=_read_all) -> Iterator[tuple[int, np.ndarray]]:
+    with zipfile.ZipFile(file) as archive:  # written by `occbench data export`: bool (N, T, 50)
+        mask = _NpzArray(file, f"mask_{key}") if f"mask_{key}.npy" in archive.namelist() else None
+    if mask is not None and (mask.dtype != np.bool_ or mask.shape != (*x.shape[:2], MAX_BODIES * NUM_JOINTS)):
+        raise OccbenchError(f"{file}: mask_{key} of {mask.dtype} {mask.shape} does not fit x_{key}; export it again")
+
+    def chunks(wanted=_read_all) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        masks = mask.chunks() if mask is not None else None
         for start, block in x.chunks():  # a zip stream is read in order, skipped chunks included
+            given = next(masks)[1] if masks is not None else None
             if wanted(start, start + len(block)):
-                yield start, _ctrgcn_block(_as_float32(block, file))
+                if given is not None:  # (n, T, 50) in x's joint order -> (n, T, 25, 2)
+                    given = given.reshape(len(block), -1, MAX_BODIES, NUM_JOINTS).transpose(0, 1, 3, 2)
+                yield start, _ctrgcn_block(_as_float32(block, file)), given
 
     names = [f"ctrgcn_{split}_{part}_{i:06d}" for i in range(len(x))]
     # An npz names no samples: they are known by content, which deduplicates the files (CS and CV hold
@@ -604,11 +624,14 @@ def _write_samples(writer: DatasetWriter, parts: list[_PartSource], n: int, zero
             def wanted(start: int, stop: int, rows=part.rows) -> bool:
                 return not written[rows[start:stop]].all()
 
-            for start, block in part.chunks(wanted):
+            for start, block, given in part.chunks(wanted):
                 rows = part.rows[start : start + len(block)]
                 new = ~written[rows]
                 block = block[new]
-                for key, values in _visibility(block, zeros, part.exempt(block)).items():
+                if given is not None:
+                    given = given[new]
+                exempt = part.exempt(block) if given is None else None
+                for key, values in _visibility(block, zeros, exempt, given).items():
                     writer[key][rows[new]] = values
                 written[rows[new]] = True
                 bar.update(int(new.sum()))
