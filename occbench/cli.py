@@ -104,10 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_occlude)
 
-    p = data_commands.add_parser("preprocess", help="mask-aware relative coordinates, resize, y-rotation")
+    p = data_commands.add_parser("preprocess", help="relative coordinates, resize, y-rotation (--pipeline)")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--pipeline", default="mask-aware",
+                   help="mask-aware (default: occluded joints never enter the arithmetic, every frame rotated "
+                        "exactly) or published (the CrosSCLR/AimCLR feeder's arithmetic, zeros and all)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_preprocess)
 
@@ -124,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("run", help="run a benchmark grid (default: the quick grid on the embedded dataset)",
                             epilog=WHERE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", default="quick", help="a suite of the catalogue: quick (default), table2, table3, "
-                   "table4, or one of --registry's")
+    p.add_argument("--suite", default="quick", help="a suite of the catalogue: quick (default), robustness, "
+                   "table1 to table6, or one of --registry's")
     p.add_argument("--methods", type=_names, help="comma-separated, or all")
     p.add_argument("--imputers", type=_names, help="e.g. none,interp,knn")
     p.add_argument("--protocols", type=_names, help="e.g. linear,semi1,semi10,finetune")
@@ -249,7 +252,7 @@ def _preprocess(args) -> None:
     from occbench.data.preprocess import preprocess
 
     dataset = preprocess(SkeletonDataset(args.data), args.out, frames=args.frames,
-                         overwrite=args.overwrite, progress=True)
+                         overwrite=args.overwrite, progress=True, pipeline=args.pipeline)
     print(_summary(dataset))
 
 

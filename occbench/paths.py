@@ -75,12 +75,16 @@ def embedded_folder(generator: dict, home_folder: str | Path | None = None) -> P
     return embedded_root(home_folder) / digest({"generator": generator}, length=10)
 
 
-def embedded_parts(root: Path, occlusion: str, seed: int, frames: int) -> dict[str, Path]:
+def embedded_parts(root: Path, occlusion: str, seed: int, frames: int,
+                   pipeline: str = "mask-aware") -> dict[str, Path]:
     """The folders of one embedded chain (`embedded_folder`), by role; one occluded pair per occlusion spec
-    (`random@0.3` in a name safe on every file system: a bare kind's folders keep their names)."""
+    (`random@0.3` in a name safe on every file system: a bare kind's folders keep their names), and one
+    preprocessed pair per preprocessing pipeline (the default, mask-aware, keeps the names it had before
+    there was a choice: `frame50`; another is `frame50-published`)."""
     occlusion = _safe(occlusion)
+    preprocessed = f"frame{frames}" if pipeline == "mask-aware" else f"frame{frames}-{_safe(pipeline)}"
     return {"skeletons": root / "skeletons", "raw": root / RAW, "occluded_raw": root / f"{RAW}-{occlusion}-seed{seed}",
-            "clean": root / f"frame{frames}", "occluded": root / f"frame{frames}-{occlusion}-seed{seed}"}
+            "clean": root / preprocessed, "occluded": root / f"{preprocessed}-{occlusion}-seed{seed}"}
 
 
 def impute_outputs(out: Path, split: str | None = None, imputer: str | None = None) -> dict[str, Path]:

@@ -38,8 +38,9 @@ from pathlib import Path
 
 from occbench import paths
 from occbench.catalogue import Catalogue, apply_overrides, merge
+from occbench.data.preprocess import DEFAULT_PIPELINE, PIPELINES
 from occbench.errors import OccbenchError, brief
-from occbench.settings import ANY, DATA, check, typed_like, unknown
+from occbench.settings import ANY, DATA, check, one_of, typed_like, unknown
 from occbench.store import QUALITY_PROTOCOL
 
 
@@ -248,6 +249,10 @@ def build_stages(grid: Grid, catalogue: Catalogue, host, sources: dict[str, str]
             )
         settings = {"dataset": dataset, "source": source, "occlusion": occlusion,
                     "frames": profile["data"]["frames"], "synth": entry.get("synth", {})}
+        # the default pipeline is left out, so a data stage keeps the key it had before there was a choice
+        pipeline = profile["data"].get("pipeline", DEFAULT_PIPELINE)
+        if pipeline != DEFAULT_PIPELINE:
+            settings["pipeline"] = pipeline
         return add(Stage("data", f"data {dataset} {occlusion}", settings))
 
     def pretrain_stage(method: str, input_stage: Stage, data: Stage, split: str, seed: int) -> Stage:
@@ -425,7 +430,9 @@ def check_profile(profile: dict, catalogue: Catalogue, host) -> None:
     from occbench.engine import PRETRAIN
     from occbench.nn.stgcn import STGCN
 
-    sections = {"data": DATA, "encoder": STGCN.schema, "pretrain": PRETRAIN,
+    # data.pipeline is declared here, beside the preprocessing's list of pipelines, not in settings.DATA
+    data = DATA | {"pipeline": one_of(*PIPELINES)}
+    sections = {"data": data, "encoder": STGCN.schema, "pretrain": PRETRAIN,
                 "methods": None, "protocols": None, "imputers": None}
     for key in profile:
         if key not in sections:

@@ -7,6 +7,11 @@ Layouts (top-1 accuracy in %):
 * ``protocols`` (Table IV): rows protocol x method; columns dataset x split; cells on imputed data with
   their change against the same protocol on non-imputed data.
 * ``summary`` (Table I): baselines without imputation and IosPSTL (OPSTL + KNN imputation), linear protocol.
+* ``stages`` (Table V, the ASM ablation): rows stage 1, the imputer (a KNN imputer's name says whose
+  stage-1 encoder embeds the data), x stage 2, the method pretrained on the imputed data; columns dataset x
+  split; every imputed cell (the non-imputed ones have no stage 1).
+* ``imputation`` (Table VI): one table per method, rows imputer (by title: no imputation, the KNN imputer...),
+  columns dataset x split, each imputed cell with its change against ``none``.
 * ``quality``: the imputers' error on the occluded joints of the test set (MPJPE in mm, from the
   imputation-quality records the runner writes when the clean data is known); rows imputer, columns
   dataset x split, with the change against leaving the zeros (none).
@@ -15,6 +20,10 @@ Layouts (top-1 accuracy in %):
   number), each with the measured fraction of hidden joint-frames. A level's change is against the
   lowest level of its kind (same method, imputer and split): what the extra occlusion costs. The
   imputers' own gain at each level is the ``imputers`` layout, one table per level.
+
+``tableN`` names the layout of the paper's Table N (``table1`` is ``summary``, ``table2`` and ``table3``
+``imputers``, ``table4`` ``protocols``, ``table5`` ``stages``, ``table6`` ``imputation``), as ``occbench run
+--suite tableN`` names its grid.
 
 Fields a layout does not put in rows or columns (dataset, occlusion, protocol, profile...) split the
 records into one table per value; unless filtered, clean data (occlusion ``none``) is left out of
@@ -156,6 +165,8 @@ class Layout:
     optional_header: tuple[str, ...] = ()  # row labels left out of a table where they have one value
     lower_is_better: bool = False  # which number of a column is its best (bold): the highest unless this
     best_within: tuple[str, ...] = ()  # row fields whose values each have their own best (Table IV: protocol)
+    header_titles: tuple[tuple[str, str], ...] = ()  # (field, what its row-label column is headed) where not the name
+    titled: tuple[str, ...] = ()  # row fields labelled by their plugin's title (no imputation) instead of the label
 
 
 @dataclass(frozen=True)
@@ -204,6 +215,10 @@ def _in_summary(key: dict, names: Names) -> bool:
     return key["imputer"] in imputed if imputed else names.identity(key["imputer"])
 
 
+def _imputed(key: dict, names: Names) -> bool:
+    return key["method"] is not None and not names.identity(key["imputer"])
+
+
 LAYOUTS = {
     "imputers": Layout(("dataset", "occlusion", "pretraining", "protocol", "profile"), ("method", "stream"),
                        ("imputer", "split"), ("method", "stream"), baseline=_against_none,
@@ -223,7 +238,19 @@ LAYOUTS = {
                        shown=lambda key, names: key["method"] is not None, baseline=_against_lowest_level,
                        change_note="change against the lowest level of the same occlusion kind (same method, "
                                    "imputer and split)", optional_header=("imputer",)),
+    "stages": Layout(("occlusion", "pretraining", "protocol", "profile"), ("imputer", "method", "stream"),
+                     ("dataset", "split"), ("imputer", "method", "stream"), shown=_imputed,
+                     optional_header=("stream",),
+                     header_titles=(("imputer", "stage 1 (imputer)"), ("method", "stage 2 (method)"))),
+    "imputation": Layout(("method", "occlusion", "pretraining", "protocol", "profile"), ("imputer", "stream"),
+                         ("dataset", "split"), ("imputer", "stream"),
+                         shown=lambda key, names: key["method"] is not None,
+                         baseline=_against_none, optional_header=("stream",), titled=("imputer",),
+                         change_note="change against no imputation (none) of the same method and split"),
 }
+# the paper's table numbers, as `occbench run --suite tableN` names the grids
+LAYOUT_ALIASES = {"table1": "summary", "table2": "imputers", "table3": "imputers", "table4": "protocols",
+                  "table5": "stages", "table6": "imputation"}
 T_LEVEL = 0.95  # of the changes' two-sided t intervals
 
 
@@ -288,6 +315,7 @@ def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare:
     to that width and `label` gives each table a ``\\label`` (``label-1``, ``label-2``... when there are
     several); `filters` (dataset, split, protocol, imputer, occlusion, pretrain_occlusion, method,
     profile) keep matching records only."""
+    layout = LAYOUT_ALIASES.get(layout, layout)
     _check_options(layout, fmt, compare, filters)
     resizebox = _latex_options(fmt, resizebox, label)
     filters = {name: value for name, value in filters.items() if value is not None}
@@ -314,7 +342,7 @@ def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare:
 
 def _check_options(layout: str, fmt: str, compare: str | None, filters: dict) -> None:
     if layout not in LAYOUTS:
-        raise OccbenchError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+        raise OccbenchError(f"unknown layout {layout!r}; choose from {', '.join([*LAYOUTS, *LAYOUT_ALIASES])}")
     if fmt not in FORMATTERS:
         raise OccbenchError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if compare not in (None, "paper"):
@@ -736,8 +764,10 @@ def row_labels(table: Table) -> list[list[str]]:
     """The row-label columns: the paper's names (2s-CrosSCLR for two streams, IosPSTL in the summary)."""
     header = table.header
     labels = []
+    titled = LAYOUTS[table.layout].titled
     for key in table.row_keys:
-        names = {name: table.names.label(name, key[name]) for name in header}
+        names = {name: (table.names.title if name in titled else table.names.label)(name, key[name])
+                 for name in header}
         if "method" in header:
             names["method"] = _method_label(key, table)
         labels.append([names[name] for name in header])
@@ -870,13 +900,19 @@ def to_markdown(tables: list[Table]) -> str:
 
     blocks = []
     for table in tables:
-        header = [*table.header, *_column_titles(table, " ")]
+        header = [*_header_names(table), *_column_titles(table, " ")]
         body = [labels + [cell_text(cell, MARKDOWN, table.compare, table.bold) for cell in row]
                 for labels, row in zip(_blank_repeats(row_labels(table)), table.cells, strict=True)]
         align = ["left"] * len(table.header) + ["right"] * len(table.col_keys)
         grid = tabulate(body, headers=header, tablefmt="github", disable_numparse=True, colalign=align)
         blocks.append("\n\n".join([f"**{title(table, MARKDOWN)}**", grid, "\n".join(notes(table, MARKDOWN))]))
     return "\n\n".join(blocks)
+
+
+def _header_names(table: Table) -> list[str]:
+    """What each row-label column is headed: its field's name, or what the layout calls it (Table V: stage 1)."""
+    titles = dict(LAYOUTS[table.layout].header_titles)
+    return [titles.get(name, name) for name in table.header]
 
 
 def _column_titles(table: Table, joiner: str) -> list[str]:
@@ -950,7 +986,7 @@ def _latex_header(table: Table, label_columns: int) -> list[str]:
         tops.append(rf"\multicolumn{{{width}}}{{c}}{{{_latex_escape(table.names.label(group, value))}}}")
         rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
         start += width
-    names = [*table.header, *(label for _, label in _column_labels(table))]
+    names = [*_header_names(table), *(label for _, label in _column_labels(table))]
     return [" & ".join(tops) + r" \\", " ".join(rules), " & ".join(map(_latex_escape, names)) + r" \\"]
 
 
@@ -1018,16 +1054,18 @@ FORMATTERS: dict[str, Callable[[list[Table]], str]] = {
 def add_table_command(subparsers) -> None:
     """Register ``occbench table`` on the CLI's subparsers."""
     p = subparsers.add_parser("table", help="result tables: imputers (Tables II/III), protocols (IV), summary (I), "
-                                            "quality (imputation error), severity (accuracy per occlusion level)",
+                                            "stages (V), imputation (VI), quality (imputation error), severity "
+                                            "(accuracy per occlusion level)",
                               description="With several seeds a cell shows mean ± standard deviation, and a change "
                                           "is the mean of the per-seed differences (runs paired by seed), marked * "
                                           "where its two-sided 95% t interval excludes 0.")
     p.add_argument("--results", type=Path, default=paths.DEFAULT_RESULTS,
                    help=f"folder of result records, read recursively (default: {paths.DEFAULT_RESULTS}/, where "
                         "`occbench run` writes them); the published numbers ship with occbench")
-    p.add_argument("--layout", choices=list(LAYOUTS), default="imputers",
+    p.add_argument("--layout", choices=[*LAYOUTS, *LAYOUT_ALIASES], default="imputers",
                    help="default imputers; severity: accuracy per occlusion level (random@0.1, random@0.3...), each "
-                        "level against the lowest of its kind")
+                        "level against the lowest of its kind; stages (Table V), imputation (Table VI); table1 to "
+                        "table6: the layout of that table of the paper")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="markdown", help="default markdown")
     p.add_argument("--compare", choices=["paper"], help="put the published number beside each of ours")
     p.add_argument("--reference", metavar="METHOD",

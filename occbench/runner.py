@@ -275,11 +275,13 @@ def _stored(path: Path) -> dict | None:
 
 def _data(stage: Stage, context: Context) -> dict:
     """The dataset under the stage's occlusion spec (`random@0.3`: occlude's kind and severity), at its
-    recorded length and preprocessed, with the measured hidden fraction of each split's test part."""
+    recorded length and preprocessed with its pipeline, with the measured hidden fraction of each split's
+    test part."""
     from occbench.data.occlusion import occlude
     from occbench.data.preprocess import preprocess
 
     s = stage.settings
+    pipeline = _pipeline(stage)
     if s["source"] == "embedded":
         from occbench.data.embedded import embedded_datasets
         from occbench.data.synth import SynthConfig
@@ -288,7 +290,8 @@ def _data(stage: Stage, context: Context) -> dict:
         config = SynthConfig(**s["synth"])
         # the data stages of several occlusions share the chain's clean parts: made once, under its lock
         with _locked(paths.embedded_folder(asdict(config)), f"the embedded dataset ({s['dataset']})", "OCCBENCH_HOME"):
-            sets = embedded_datasets(occlusion=occlusion, config=config, frames=s["frames"], progress=context.progress)
+            sets = embedded_datasets(occlusion=occlusion, config=config, frames=s["frames"], progress=context.progress,
+                                     pipeline=pipeline)
         raw, frames = ((sets["raw"], sets["clean"]) if s["occlusion"] == "none" else
                        (sets["occluded_raw"], sets["occluded"]))
     else:
@@ -298,8 +301,16 @@ def _data(stage: Stage, context: Context) -> dict:
             raw = _reuse(folder / paths.RAW, lambda out: occlude(raw, out, s["occlusion"], seed=0,
                                                                   progress=context.progress))
         frames = _reuse(folder / paths.FRAMES,
-                        lambda out: preprocess(raw, out, frames=s["frames"], progress=context.progress))
+                        lambda out: preprocess(raw, out, frames=s["frames"], progress=context.progress,
+                                               pipeline=pipeline))
     return {"raw": raw.path, "frames": frames.path, "occluded": _occluded_fractions(raw)}
+
+
+def _pipeline(data: Stage) -> str:
+    """The preprocessing pipeline of a data stage (its settings name it only when it is not the default)."""
+    from occbench.data.preprocess import DEFAULT_PIPELINE
+
+    return data.settings.get("pipeline", DEFAULT_PIPELINE)
 
 
 TEST_PART = "val"  # a split's part that the protocols report on
@@ -346,8 +357,9 @@ def _impute(stage: Stage, context: Context) -> dict:
     # a complete imputation left by a run killed before the stage was done is reused by the imputer
     imputed = imputer(raw, frames, s["split"], folder / paths.RAW, s["settings"], s["seed"], embed=embed,
                       progress=context.progress)
+    # the imputed data is preprocessed as the data stage preprocessed the occluded data
     imputed_frames = _reuse(folder / paths.FRAMES, lambda out: preprocess(
-        imputed, out, frames=frames.frames, progress=context.progress))
+        imputed, out, frames=frames.frames, progress=context.progress, pipeline=_pipeline(stage.need("data"))))
     baseline = identity_imputer(context.host.imputers)
     return {"raw": imputed.path, "frames": imputed_frames.path,
             "quality": _quality(imputed, raw, s["split"], s["imputer"], baseline)}
@@ -518,8 +530,12 @@ def _record(stage: Stage, context: Context, result: dict) -> dict:
     if stage.cell.pretrain_occlusion != stage.cell.occlusion:
         stages = {need.kind: need.key for need in (stage, *stage.needs, *_input(stage))}
         stages["pretrain_side"] = {need.kind: need.key for need in (pretrain, *pretrain.needs)}
+    # the evaluated data's stage settings, its preprocessing pipeline named even when it is the default
+    # (not its source: a path on the machine that ran it)
+    data = _input(stage)[1]
+    data_settings = {name: value for name, value in data.settings.items() if name != "source"}
     config = {"cell": asdict(stage.cell), "evaluate": stage.settings, "pretrain": pretrain.settings,
-              "stages": stages}
+              "data": {**data_settings, "pipeline": _pipeline(data)}, "stages": stages}
     provenance = store.provenance(plugins=plugins, device=context.device,
                                   world_size=pretrain.settings.get("world_size", 1),
                                   global_batch=pretrain.settings["batch_size"], wall_seconds=result["wall_seconds"],

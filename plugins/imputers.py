@@ -58,6 +58,13 @@ knn (the cluster-agnostic KNN imputer, paper §III-D, without the published scri
 ``stage1_method`` tells the planner whose stage-1 encoder gives the embeddings: "opstl" (default, as in
 the paper: one imputed dataset per dataset, split and seed, made with the stage-1 OPSTL encoder
 pretrained on the non-imputed occluded data and shared by every method) or another method's.
+
+knn-pstl (the same imputer, registered a second time with ``stage1_method`` "pstl")
+    The paper's Table V ablation compares stage 1 with CSM (PSTL's encoder embeds the data) against ASM
+    (OPSTL's), under either stage-2 method. One grid holds one setting per imputer name, so the second
+    stage-1 choice is a second name: a suite lists ``knn`` and ``knn-pstl`` and its records tell the
+    cells apart by imputer. Its settings are its own (``imputers.knn-pstl`` in a profile; none there:
+    the defaults, which are the paper's), not those of ``imputers.knn``.
 """
 
 from __future__ import annotations
@@ -372,7 +379,18 @@ def _from_other_clusters(job, label_train, order, c, cover, values, observed, ro
     return moved
 
 
-IMPUTERS = (NoImputer(), InterpImputer(), MeanPoseImputer(), RandomImputer(), KnnImputer())
+class KnnPstlImputer(KnnImputer):
+    """The KNN imputer on the embeddings of PSTL's stage-1 encoder (CSM) instead of OPSTL's (ASM): the
+    stage-1 arm of the paper's Table V."""
+
+    name = "knn-pstl"
+    title = "cluster-agnostic KNN imputer, PSTL stage-1 encoder"
+    label = "knn (PSTL stage 1)"
+    order = 28  # beside knn, before it: Table V reads stage 1 CSM, then ASM
+    defaults = {**KnnImputer.defaults, "stage1_method": "pstl"}
+
+
+IMPUTERS = (NoImputer(), InterpImputer(), MeanPoseImputer(), RandomImputer(), KnnPstlImputer(), KnnImputer())
 
 
 @hookimpl

@@ -134,3 +134,14 @@ def test_the_robustness_suite_names_its_grid():
     assert robustness["imputers"] == ["none", "interp", "knn"] and robustness["protocols"] == ["linear"]
     assert robustness["methods"] == load_catalogue().suite("quick")["methods"]  # every method, by name
     assert robustness["profile"] == "quick" and robustness["datasets"] == ["synthetic/xsub"]
+
+
+def test_the_paper_table_suites_are_titled_by_their_table():
+    """`occbench run --suite tableN` runs the grid of the paper's Table N (Tables I to VI)."""
+    roman = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI"}
+    suites = load_catalogue().suites
+    tables = {name: suite for name, suite in suites.items() if name.startswith("table")}
+    assert sorted(tables) == [f"table{number}" for number in roman]
+    for name, suite in tables.items():
+        assert suite["title"].startswith(f"Table {roman[int(name.removeprefix('table'))]}:"), name
+        assert suite["profile"] == "paper" and suite["seeds"] == [0]

@@ -105,9 +105,12 @@ def test_the_core_never_names_a_builtin_method_imputer_or_protocol():
     builtin = {name for kind in ("methods", "imputers", "protocols") for name in host.registries[kind].names()
                if host.registries[kind].owner(name).distribution == "occbench"}
     assert {"skeletonclr", "opstl", "mamp", "knn", "random", "none", "linear", "semi1"} <= builtin
-    # the names of the data layer are its own: occlusion kinds ("none", "random") and the catalogue's datasets
+    # the names of the data layer are its own: occlusion kinds ("none", "random"), the catalogue's datasets and
+    # the layouts of other code bases that data export writes ("crossclr": CrosSCLR's folders, not the method)
+    from occbench.data.export import LAYOUTS
+
     catalogue = load_catalogue()
-    data_names = set(catalogue.occlusions) | set(catalogue.datasets)
+    data_names = set(catalogue.occlusions) | set(catalogue.datasets) | set(LAYOUTS)
     forbidden = builtin - data_names
     found = [f"{path.relative_to(Path(occbench.__file__).parent)}:{line}: {value!r}"
              for path in sorted(Path(occbench.__file__).parent.rglob("*.py"))

@@ -19,7 +19,7 @@ from occbench.store import flat_rows, load_records, make_record, records_frame, 
 from tests.conftest import SHARED
 
 PAPER_MD = SHARED / "reference" / "paper-results.md"
-LAYOUTS = ("imputers", "protocols", "summary")
+LAYOUTS = ("imputers", "protocols", "summary", "stages", "imputation")
 FORMATS = ("markdown", "latex", "csv", "json")
 
 
@@ -306,6 +306,98 @@ def test_summary_is_baselines_without_imputation_and_iospstl(ours):
     assert rows["IosPSTL J"][2:] == ["**67.11**", "–"] and rows["SkeletonCLR J"][2:] == ["56.74 ± 1.00", "53.25"]
 
 
+def ablation():
+    """Table V's four cells on NTU-120 (stage 1: knn-pstl or knn; stage 2: PSTL or OPSTL), two seeds, with
+    non-imputed and random-imputed cells the layout leaves out."""
+    records = [rec(method, imputer, split, top1 + seed, dataset="ntu120", seed=seed)
+               for method, imputer, split, top1 in [
+                   ("pstl", "knn-pstl", "xsub", 55.0), ("pstl", "knn-pstl", "xset", 54.0),
+                   ("opstl", "knn-pstl", "xsub", 56.5), ("opstl", "knn-pstl", "xset", 55.5),
+                   ("pstl", "knn", "xsub", 57.05), ("pstl", "knn", "xset", 57.94),
+                   ("opstl", "knn", "xsub", 59.29), ("opstl", "knn", "xset", 58.25),
+                   ("opstl", "none", "xsub", 55.65), ("opstl", "random", "xsub", 56.43)]
+               for seed in (0, 1)]
+    return records
+
+
+def test_stages_is_table_five_stage_one_imputer_by_stage_two_method():
+    text = render(ablation(), "stages", "markdown")
+    assert text.count("**Top-1") == 1 and "realistic occlusion" in text and "linear evaluation" in text
+    lines = [line for line in text.splitlines() if line.startswith("|") and not line.startswith("|--")]
+    table = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    assert table[0] == ["stage 1 (imputer)", "stage 2 (method)", "NTU-120 xsub", "NTU-120 xset"]
+    # stage 1 first in the imputers' order (PSTL's stage-1 encoder before OPSTL's), then stage 2; every
+    # imputed cell (random has no stage-1 encoder, but a record does not say so), no non-imputed row, no
+    # stream column (one stream), no change (no baseline in the table)
+    assert [row[:2] for row in table[1:]] == [["random", "OPSTL"], ["knn (PSTL stage 1)", "PSTL"],
+                                             ["knn (PSTL stage 1)", "OPSTL"], ["knn", "PSTL"], ["knn", "OPSTL"]]
+    assert table[2][2:] == ["55.50 ± 0.71", "54.50 ± 0.71"]
+    assert table[5][2:] == ["**59.79 ± 0.71**", "**58.75 ± 0.71**"] and "↑" not in text
+    assert render(ablation(), "table5", "markdown") == text  # the paper's table number names the layout
+    cells = json.loads(render(ablation(), "table5", "json"))
+    assert {(c["imputer"], c["method"], c["split"]) for c in cells if c["imputer"] != "random"} == {
+        (imputer, method, split) for imputer in ("knn", "knn-pstl") for method in ("pstl", "opstl")
+        for split in ("xsub", "xset")} and {c["layout"] for c in cells} == {"stages"}
+
+
+def test_stages_beside_the_paper_show_the_published_knn_cells_and_dashes_for_the_rest():
+    """Table V's own numbers are not in the text we hold; its ASM/ASM and CSM-stage-2 cells on `knn` are
+    Table III's, whose published numbers are shown."""
+    text = render(ablation() + load_records(PAPER_RECORDS), "table5", "markdown", compare="paper")
+    rows = rows_of(text)
+    assert rows["knn OPSTL"][2:] == ["**59.79 ± 0.71** / 59.29", "**58.75 ± 0.71** / 58.25"]
+    assert rows["knn PSTL"][2:] == ["57.55 ± 0.71 / 57.05", "58.44 ± 0.71 / 57.94"]
+    assert rows["knn (PSTL stage 1) PSTL"][2:] == ["55.50 ± 0.71 / –", "54.50 ± 0.71 / –"]
+
+
+def random_occlusion():
+    """Table VI's grid: OPSTL on random occlusion, none and knn, four splits, two seeds."""
+    return [rec("opstl", imputer, split, top1 + seed / 2, dataset=dataset, occlusion="random", seed=seed)
+            for imputer, dataset, split, top1 in [
+                ("none", "ntu60", "xsub", 40.0), ("none", "ntu60", "xview", 31.0), ("none", "ntu120", "xsub", 11.0),
+                ("none", "ntu120", "xset", 5.0), ("knn", "ntu60", "xsub", 47.0), ("knn", "ntu60", "xview", 50.0),
+                ("knn", "ntu120", "xsub", 20.0), ("knn", "ntu120", "xset", 18.0)]
+            for seed in (0, 1)]
+
+
+def test_imputation_is_table_six_one_method_before_and_after_imputation():
+    records = random_occlusion() + [rec("skeletonclr", "none", "xsub", 50.0, occlusion="random")]
+    text = render(records, "imputation", "markdown")
+    assert render(records, "table6", "markdown") == text
+    assert text.count("**Top-1") == 2  # one table per method
+    opstl = text[text.index("· OPSTL ·"):]
+    assert "random occlusion" in opstl.splitlines()[0]
+    rows = {cells[0]: cells for cells in rows_of(opstl).values()}
+    assert rows["imputer"] == ["imputer", "NTU-60 xsub", "NTU-60 xview", "NTU-120 xsub", "NTU-120 xset"]
+    # rows by the imputers' titles, as the paper's Non-Imputed / Imputed; the imputed row with its change
+    assert rows["no imputation"][1:] == ["40.25 ± 0.35", "31.25 ± 0.35", "11.25 ± 0.35", "5.25 ± 0.35"]
+    assert rows["cluster-agnostic KNN imputer"][1:] == [
+        "**47.25 ± 0.35** (+7.00* ↑)", "**50.25 ± 0.35** (+19.00* ↑)", "**20.25 ± 0.35** (+9.00* ↑)",
+        "**18.25 ± 0.35** (+13.00* ↑)"]
+
+
+def test_imputation_beside_the_paper_is_table_six_with_the_published_numbers():
+    text = render(random_occlusion() + load_records(PAPER_RECORDS), "table6", "markdown", compare="paper")
+    assert text.count("**Top-1") == 1  # the realistic-occlusion records of the paper have no cell of ours
+    rows = {cells[0]: cells for cells in rows_of(text).values()}
+    assert rows["no imputation"][1:] == ["40.25 ± 0.35 / 41.90", "31.25 ± 0.35 / 30.16", "11.25 ± 0.35 / 10.32",
+                                         "5.25 ± 0.35 / 4.22"]
+    assert rows["cluster-agnostic KNN imputer"][4] == "**18.25 ± 0.35** (+13.00* ↑) / 18.59"
+
+
+def test_the_paper_table_numbers_name_the_layouts_of_their_suites(ours):
+    from occbench.catalogue import load_catalogue
+    from occbench.report import LAYOUT_ALIASES, LAYOUTS
+
+    suites = load_catalogue().suites
+    assert {name for name in suites if name.startswith("table")} == set(LAYOUT_ALIASES)
+    assert set(LAYOUT_ALIASES.values()) <= set(LAYOUTS) and not set(LAYOUT_ALIASES) & set(LAYOUTS)
+    assert render(ours, "table1", "markdown") == render(ours, "summary", "markdown")
+    assert render(ours, "table4", "markdown") == render(ours, "protocols", "markdown")
+    with pytest.raises(OccbenchError, match="unknown layout 'table7'; choose from .*stages, imputation.*table6"):
+        render(ours, "table7")
+
+
 # ------------------------------------------------------------------------------------------- quality
 
 
@@ -576,6 +668,18 @@ def test_the_command_prints_or_writes_the_table(ours, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out and "\\toprule" in (tmp_path / "t" / "table.tex").read_text()
 
 
+def test_the_command_takes_the_paper_table_numbers_as_layouts(tmp_path, capsys):
+    for record in ablation() + random_occlusion():
+        write_record(record, tmp_path / "results" / "runs")
+    table("--results", str(tmp_path / "results"), "--layout", "table5", "--compare", "paper")
+    out = capsys.readouterr().out
+    assert "| stage 1 (imputer)" in out and "**59.79 ± 0.71** / 59.29" in out
+    assert out.count("**Top-1") == 2 and "· random occlusion ·" in out  # the knn cells of Table VI: their own table
+    table("--results", str(tmp_path / "results"), "--layout", "table6", "--compare", "paper", "--format", "latex")
+    out = capsys.readouterr().out
+    assert r"\caption{Top-1 accuracy (\%), OPSTL, random occlusion" in out and "/ 55.29" in out and "/ 41.90" in out
+
+
 def test_the_command_takes_the_severity_layout_a_reference_and_the_pretraining_filter(sweep, tmp_path, capsys):
     sweep += level("opstl", "knn", "random@0.3", [48.0, 49.0, 50.0], 0.3, pretrain="none")
     for record in sweep:
@@ -759,6 +863,25 @@ def test_the_paper_tables_render_the_published_changes():
 
 
 @needs_paper
+def test_table_five_has_no_published_numbers_to_hold():
+    """The text we hold of the paper lost Table V's numbers (its ablation sentences lost theirs too), so no
+    record holds them and `--compare paper` shows a dash there; should they turn up in paper-results.md,
+    this fails until they are records too."""
+    assert "Table V" not in markdown_tables(PAPER_MD.read_text())
+    assert not [r for r in load_records(PAPER_RECORDS) if "V" in r["provenance"]["tables"]]
+
+
+@needs_paper
+def test_the_paper_table_six_renders_as_published():
+    text = render(load_records(PAPER_RECORDS), "table6", "markdown", occlusion="random", bold=False)
+    rows = {cells[0]: cells for cells in rows_of(text).values()}
+    names = {"non-imputed": "no imputation", "imputed": "cluster-agnostic KNN imputer"}
+    for row in markdown_tables(PAPER_MD.read_text())["Table VI"]:
+        shown = rows[names[row[0]]][1:]
+        assert [cell.split(" (")[0] for cell in shown] == [f"{float(number):.2f}" for number in row[1:]]
+
+
+@needs_paper
 def test_the_paper_summary_is_table_one():
     text = render(load_records(PAPER_RECORDS), "summary", "markdown", occlusion="realistic", bold=False)
     rows = rows_of(text)
@@ -766,7 +889,7 @@ def test_the_paper_summary_is_table_one():
         assert rows[f"{row[0]} {row[1]}"][2:] == [f"{float(number):.2f}" for number in row[2:]]
 
 
-@pytest.mark.parametrize("layout", ["imputers", "protocols", "summary", "quality", "severity"])
+@pytest.mark.parametrize("layout", ["imputers", "protocols", "summary", "quality", "severity", "stages", "imputation"])
 def test_latex_tables_compile_with_pdflatex_and_booktabs(layout, ours, sweep, tmp_path):
     """What users paste into papers: ours beside the published numbers, each layout with the best in bold,
     scaled to the column and labelled, in a minimal document that loads booktabs and graphicx and nothing
@@ -777,7 +900,8 @@ def test_latex_tables_compile_with_pdflatex_and_booktabs(layout, ours, sweep, tm
             pytest.fail("pdflatex is not installed (OCCBENCH_REQUIRE_PDFLATEX is set)")
         pytest.skip("pdflatex is not installed")
     errors = [quality("none", "xsub", 3.2), quality("knn", "xsub", 0.41), quality("random", "xsub", 0.6)]
-    body = render(ours + sweep + errors + load_records(PAPER_RECORDS), layout, "latex", compare="paper",
+    body = render(ours + sweep + errors + ablation() + random_occlusion() + load_records(PAPER_RECORDS), layout,
+                  "latex", compare="paper",
                   resizebox=r"\columnwidth", label=f"tab:{layout}")
     labels = re.findall(r"\\label\{([^}]*)\}", body)
     assert len(set(labels)) == len(labels) == body.count(r"\begin{tabular}") == body.count(r"\resizebox{\columnwidth}")

@@ -334,7 +334,7 @@ def test_a_spec_whose_kind_the_catalogue_lacks_is_an_error(tmp_path):
 
     raw = yaml.safe_load(CATALOGUE.read_text())
     raw["suites"]["quick"]["occlusion"] = ["realistic", "random@0.4"]
-    del raw["occlusions"]["random"], raw["suites"]["robustness"]
+    del raw["occlusions"]["random"], raw["suites"]["robustness"], raw["suites"]["table6"]
     path = tmp_path / "registry.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(OccbenchError, match=r"suites.quick.occlusion: unknown occlusion 'random': choose from none, "
@@ -351,3 +351,137 @@ def test_a_spec_whose_kind_the_catalogue_lacks_is_an_error(tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(OccbenchError, match=r"^suites.quick.occlusion: occlusion 'random@2': severity 2 is outside"):
         resolve_grid(load_catalogue(path), load_plugins())
+
+
+# --- the preprocessing pipeline of the data stages -----------------------------------------------------
+
+
+def test_the_paper_profile_preprocesses_as_published_and_the_quick_one_keeps_its_data_key(planner):
+    """The paper profile's data stage (hence its records' config) names the published pipeline; the
+    quick profile's stays mask-aware and unnamed, so its key is the one cached before the choice existed."""
+    from occbench import paths
+
+    def data_stage(*overrides, profile="quick"):
+        (data,) = [stage for stage in planner(*overrides, profile=profile) if stage.kind == "data"]
+        return data
+
+    paper, quick = data_stage(profile="paper"), data_stage()
+    assert paper.settings["pipeline"] == "published"
+    assert "pipeline" not in quick.settings and quick.key == "0c7b5a9a3abaac28"
+    assert data_stage("data.pipeline=mask-aware").key == quick.key  # the default named is the default left out
+    published = data_stage("data.pipeline=published")
+    assert published.settings == {**quick.settings, "pipeline": "published"} and published.key != quick.key
+    assert published.key == paths.stage_key("data", published.settings, [])
+    with pytest.raises(OccbenchError, match=r"^data.pipeline='cv2': use mask-aware or published$"):
+        data_stage("data.pipeline=cv2")
+
+
+# --- the suites of the paper's Tables I, V and VI -------------------------------------------------------
+
+PREPARED = {"ntu60": "/data/occbench/ntu60", "ntu120": "/data/occbench/ntu120"}  # a plan reads no file
+
+
+@pytest.fixture(scope="module")
+def suite_planner():
+    """Plan a suite as `occbench run --suite NAME --dry-run --data ntu60=... --data ntu120=...` does."""
+    catalogue, host = load_catalogue(), load_plugins()
+
+    def plan(suite: str, **options):
+        grid = resolve_grid(catalogue, host, suite, **options)
+        return build_stages(grid, catalogue, host, PREPARED)
+
+    return plan
+
+
+def cells(stages) -> set[tuple]:
+    return {(s.cell.method, s.cell.imputer, s.cell.dataset, s.cell.split, s.cell.occlusion, s.cell.protocol)
+            for s in stages if s.kind == "evaluate"}
+
+
+def stage1_of(stages) -> dict[tuple, str]:
+    """(imputer, dataset/split) -> the method whose stage-1 pretraining on the non-imputed data it embeds with."""
+    found = {}
+    for stage in stages:
+        if stage.kind == "impute":
+            data, pretrain = stage.needs
+            assert pretrain.needs == (data,)  # pretrained on the occluded data it imputes, not imputed
+            found[(stage.settings["imputer"], f"{data.settings['dataset']}/{stage.settings['split']}")] = \
+                pretrain.settings["method"]
+    return found
+
+
+SPLITS = [("ntu60", "xsub"), ("ntu60", "xview"), ("ntu120", "xsub"), ("ntu120", "xset")]
+BASELINES = ["skeletonclr", "crossclr", "aimclr", "pstl", "opstl"]
+
+
+def test_the_table_six_suite_is_opstl_on_random_occlusion_before_and_after_knn(suite_planner):
+    stages = suite_planner("table6")
+    assert cells(stages) == {("opstl", imputer, dataset, split, "random", "linear")
+                             for imputer in ("none", "knn") for dataset, split in SPLITS}
+    data = [stage for stage in stages if stage.kind == "data"]
+    assert {(s.settings["dataset"], s.settings["source"], s.settings["occlusion"]) for s in data} == {
+        ("ntu60", PREPARED["ntu60"], "random"), ("ntu120", PREPARED["ntu120"], "random")}
+    assert stage1_of(stages) == {("knn", f"{d}/{s}"): "opstl" for d, s in SPLITS}
+    # the KNN imputer's stage-1 encoder is the non-imputed cell's own pretraining: two per dataset and split
+    assert sum(s.kind == "pretrain" for s in stages) == 2 * len(SPLITS)
+    unimputed = {s.cell.split: s.need("pretrain") for s in stages if s.kind == "evaluate" and s.cell.imputer == "none"
+                 and s.cell.dataset == "ntu60"}
+    assert {s.cell.split: s.need("impute").needs[1] for s in stages if s.kind == "evaluate"
+            and s.cell.imputer == "knn" and s.cell.dataset == "ntu60"} == unimputed
+    assert {s.cell.profile for s in stages if s.kind == "evaluate"} == {"paper"}
+
+
+def test_the_table_five_suite_crosses_the_stage_one_encoder_with_the_stage_two_method(suite_planner):
+    stages = suite_planner("table5")
+    assert cells(stages) == {(method, imputer, "ntu120", split, "realistic", "linear") for method in ("pstl", "opstl")
+                             for imputer in ("knn-pstl", "knn") for split in ("xsub", "xset")}
+    # stage 1: PSTL's encoder (CSM) embeds for knn-pstl, OPSTL's (ASM) for knn; stage 2: the method
+    assert stage1_of(stages) == {(imputer, f"ntu120/{split}"): method for imputer, method in
+                                 (("knn-pstl", "pstl"), ("knn", "opstl")) for split in ("xsub", "xset")}
+    for stage in stages:
+        if stage.kind == "evaluate":
+            pretrain, imputed = stage.needs
+            assert pretrain.settings["method"] == stage.cell.method
+            assert imputed.settings["imputer"] == stage.cell.imputer
+            assert pretrain.needs[0] is imputed
+    assert len({s.key for s in stages if s.kind == "evaluate"}) == 8
+    # the knn cells are Table III's: the same stages, one cache
+    table3 = {s.key for s in suite_planner("table3") if s.kind == "evaluate"}
+    assert {s.key for s in stages if s.kind == "evaluate" and s.cell.imputer == "knn"} <= table3
+    assert not {s.key for s in stages if s.kind == "evaluate" and s.cell.imputer == "knn-pstl"} & table3
+
+
+def test_the_table_one_suite_is_table_fours_pretrainings_evaluated_linearly(suite_planner):
+    stages = suite_planner("table1")
+    assert cells(stages) == {(method, imputer, dataset, split, "realistic", "linear") for method in BASELINES
+                             for imputer in ("none", "knn") for dataset, split in SPLITS}
+    assert set(stage1_of(stages).values()) == {"opstl"}
+    table4 = suite_planner("table4")
+    assert keys(stages, "pretrain") == keys(table4, "pretrain") and keys(stages, "impute") == keys(table4, "impute")
+
+
+@pytest.mark.parametrize("suite, evaluations", [("table1", 10), ("table5", 4), ("table6", 2)])
+def test_the_table_suites_plan_on_the_embedded_dataset_with_the_quick_profile(suite_planner, suite, evaluations):
+    stages = suite_planner(suite, profile="quick", datasets=["synthetic/xsub"])
+    assert sum(s.kind == "evaluate" for s in stages) == evaluations
+    assert {s.settings["source"] for s in stages if s.kind == "data"} == {"embedded"}
+    quick = load_catalogue().profile("quick")["data"]["frames"]
+    assert {s.settings["frames"] for s in stages if s.kind == "data"} == {quick}
+    assert {s.cell.profile for s in stages if s.kind == "evaluate"} == {"quick"}
+
+
+def test_the_second_knn_imputer_has_its_own_settings(planner):
+    from occbench.catalogue import load_catalogue as catalogue
+
+    grid = resolve_grid(catalogue(), load_plugins(), imputers=["knn", "knn-pstl"], methods=["pstl", "opstl"])
+    planned = {s.settings["imputer"]: s for s in build_stages(grid, catalogue(), load_plugins(), {})
+               if s.kind == "impute"}
+    assert planned["knn-pstl"].settings["settings"] == {}  # its defaults: the paper's, with PSTL's stage 1
+    assert planned["knn-pstl"].needs[1].settings["method"] == "pstl"
+    changed = resolve_grid(catalogue(), load_plugins(), imputers=["knn", "knn-pstl"], methods=["pstl", "opstl"],
+                           overrides=["imputers.knn-pstl.n_neighbors=3"])
+    again = {s.settings["imputer"]: s for s in build_stages(changed, catalogue(), load_plugins(), {})
+             if s.kind == "impute"}
+    assert again["knn"].key == planned["knn"].key and again["knn-pstl"].key != planned["knn-pstl"].key
+    with pytest.raises(OccbenchError, match="imputers.knn-pstl.n_neighbours: unknown setting"):
+        planner("imputers.knn-pstl.n_neighbours=3")

@@ -19,15 +19,17 @@ from occbench.data.synth import SynthConfig, synthesize
 
 def embedded_datasets(
     home: str | Path | None = None, occlusion: str = "realistic", seed: int = 0,
-    config: SynthConfig | None = None, frames: int = 50, progress: bool = False,
+    config: SynthConfig | None = None, frames: int = 50, progress: bool = False, pipeline: str = "mask-aware",
 ) -> dict[str, SkeletonDataset]:
-    """Build (or reuse) the default chain; returns the datasets of every stage by role."""
+    """Build (or reuse) the default chain, preprocessed with `pipeline` (`occbench.data.preprocess`);
+    returns the datasets of every stage by role."""
     from occbench.data.occlusion import occlude
     from occbench.data.prepare import prepare
-    from occbench.data.preprocess import preprocess
+    from occbench.data.preprocess import check_pipeline, preprocess
 
+    check_pipeline(pipeline)
     config = config or SynthConfig()
-    where = paths.embedded_parts(paths.embedded_folder(asdict(config), home), occlusion, seed, frames)
+    where = paths.embedded_parts(paths.embedded_folder(asdict(config), home), occlusion, seed, frames, pipeline)
     skeletons = where["skeletons"]
     if not (skeletons / "synthetic.json").is_file():
         partial = skeletons.with_name(skeletons.name + ".partial")
@@ -42,6 +44,7 @@ def embedded_datasets(
 
     raw = stage("raw", lambda out: prepare(skeletons, out, "synthetic", progress=progress))
     occluded_raw = stage("occluded_raw", lambda out: occlude(raw, out, occlusion, seed=seed, progress=progress))
-    clean = stage("clean", lambda out: preprocess(raw, out, frames=frames, progress=progress))
-    occluded = stage("occluded", lambda out: preprocess(occluded_raw, out, frames=frames, progress=progress))
+    clean = stage("clean", lambda out: preprocess(raw, out, frames=frames, progress=progress, pipeline=pipeline))
+    occluded = stage("occluded", lambda out: preprocess(occluded_raw, out, frames=frames, progress=progress,
+                                                         pipeline=pipeline))
     return {"raw": raw, "occluded_raw": occluded_raw, "clean": clean, "occluded": occluded}

@@ -1,4 +1,14 @@
-"""Mask-aware CrosSCLR/AimCLR "relative" preprocessing (300 -> 50 frames), plus motion and bone streams.
+"""CrosSCLR/AimCLR "relative" preprocessing (300 -> 50 frames) in two pipelines, plus motion and bone streams.
+
+Two pipelines (`PIPELINES`), chosen with `preprocess(..., pipeline=)`, `occbench data preprocess
+--pipeline` or a profile's `data.pipeline`:
+
+* ``mask-aware`` (the default, occbench's choice, described below) never lets an occluded joint
+  influence a visible one and rotates every frame exactly;
+* ``published`` is the reference arithmetic step by step (`published_arrays`), zeros and all, so that
+  the paper's inputs can be reproduced.
+
+The mask-aware pipeline:
 
 The reference pipeline (CrosSCLR feeder/preprocess_ntu.py, methods.md §1.2) assumes complete skeletons:
 its length heuristic, centring and linear resize all mix the zero-filled occluded joints into real
@@ -26,6 +36,28 @@ values. This version follows the same steps but never lets an occluded joint inf
    angle used here always puts the shoulders on +x.
 
 Each body is centred and rotated on its own, as in CrosSCLR (two-person relative placement is lost).
+
+The published pipeline (CrosSCLR feeder/preprocess_ntu.py with NTUMotionProcessor, methods.md §1.2),
+on the arrays the published code reads (0 wherever a joint is not visible, after the true length):
+
+1. Length: the number of frames in which joint 0 of body 0 is not (0, 0, 0), wherever they lie.
+2. Relative coordinates: joint 20 of the same frame and body is subtracted from all 25 joints, zeros
+   included (an occluded joint becomes minus the centre; an occluded centre leaves its frame uncentred).
+3. Resize: the first ``length`` frames to ``frames`` by plain linear interpolation at cv2.resize's
+   INTER_LINEAR positions (as in step 3 above, exact float weights), zeros included.
+4. Rotation about y per output frame and body by theta = ∓ arccos(sx / (|(sx, sz)| + 1e-4)), where
+   (sx, sz) is the horizontal part of joint 8 − joint 4 in that frame; the sign is one per sequence
+   and body: − when the sum over the frames of sz is >= 0, + otherwise. A frame whose sz has the other
+   sign is therefore turned away from +x (by twice its angle), and a near-zero shoulder vector still
+   turns by about 90 degrees (what the published code does; an absent body's zeros stay zeros).
+
+The published code has no mask. Its output's mask here is the input visibility carried through the
+resize by the nearer source frame (the rule of step 3 above), so occlusion-aware consumers (OPSTL's
+missing-joint flags, the records' occlusion facts) still see which joints were occluded; the data
+itself holds the published values there, so this dataset does not keep the usual "0 where not
+visible" rule (ST-GCN reads the values and not the mask, as published; the motion and bone streams
+zero a vector with an occluded end, as they do for mask-aware data). A sample whose joint 0 of body 0 is never seen has
+length 0 (the published code fails on it): it becomes zeros, nothing visible.
 """
 
 from __future__ import annotations
@@ -36,8 +68,19 @@ import numpy as np
 
 from occbench.data.dataset import SkeletonDataset, derive
 from occbench.data.ntu import CENTER_JOINT, LEFT_SHOULDER, PARENT, RIGHT_SHOULDER
+from occbench.errors import OccbenchError
 
 _MIN_SHOULDER = 1e-6  # a shorter horizontal shoulder vector has no usable direction
+PIPELINES = ("mask-aware", "published")
+DEFAULT_PIPELINE = "mask-aware"
+_PUBLISHED_NORM_EPS = 1e-4  # added to the shoulder vector's length before the arccos, as published
+
+
+def check_pipeline(pipeline, where: str = "pipeline") -> str:
+    """`pipeline` if it is one of PIPELINES, else a one-line error naming `where`."""
+    if pipeline not in PIPELINES:
+        raise OccbenchError(f"{where}={pipeline!r}: unknown preprocessing pipeline; use one of {', '.join(PIPELINES)}")
+    return pipeline
 
 
 # --------------------------------------------------------------------------------------------------
@@ -144,29 +187,108 @@ def _rotate(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
+# The published pipeline's own steps
+
+
+def published_length(data: np.ndarray) -> np.ndarray:
+    """(N,) the published length: frames in which joint 0 of body 0 is not (0, 0, 0), wherever they lie."""
+    return (np.abs(data[:, :, :, 0, 0]).sum(axis=1) != 0).sum(axis=1)
+
+
+def _linear(array: np.ndarray, plan, axis: int = 2) -> np.ndarray:
+    """Plain linear resize in time (zeros included), at the plan's positions."""
+    i0, i1, w, _ = plan
+    shape = [1] * array.ndim
+    shape[0], shape[axis] = w.shape
+    w = w.reshape(shape)
+    return (1 - w) * _take_frames(array, i0, axis) + w * _take_frames(array, i1, axis)
+
+
+def _rotate_published(data: np.ndarray) -> np.ndarray:
+    """Rotation about y by -/+ arccos of the shoulder direction, one sign per sequence and body."""
+    shoulder = (data[:, :, :, RIGHT_SHOULDER] - data[:, :, :, LEFT_SHOULDER]).astype(np.float64)  # (N, 3, T, M)
+    sx, sz = shoulder[:, 0], shoulder[:, 2]
+    angle = np.arccos(sx / (np.hypot(sx, sz) + _PUBLISHED_NORM_EPS))  # (N, T, M)
+    angle = np.where(sz.sum(axis=1, keepdims=True) >= 0, -angle, angle)
+    cos, sin = np.cos(angle)[:, :, None], np.sin(angle)[:, :, None]  # (N, T, 1, M)
+    x, y, z = data[:, 0], data[:, 1], data[:, 2]
+    return np.stack([cos * x - sin * z, y, sin * x + cos * z], axis=1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
 # Public API
 
 
-def preprocess_arrays(
-    data: np.ndarray, mask: np.ndarray, present: np.ndarray, length: np.ndarray, frames: int = 50
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Centre, resize to `frames` and rotate a batch; see the module docstring.
-
-    data (N, 3, T, 25, 2), mask (N, T, 25, 2), present (N, T, 2), length (N,) -> the same arrays with
-    `frames` frames (float32, bool, bool, int32).
-    """
+def _visible_only(data, mask, present, length) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The inputs as both pipelines read them: nothing present after `length`, nothing visible where no
+    body is, and 0 wherever nothing is visible (what sits under the mask never enters a computation)."""
     data, mask, present = np.asarray(data, np.float32), np.asarray(mask, bool), np.asarray(present, bool)
     length = np.clip(np.asarray(length, np.int64), 0, data.shape[2])
     in_length = np.arange(data.shape[2]) < length[:, None]  # (N, T)
     present = present & in_length[:, :, None]
     mask = mask & present[:, :, None, :]
-    data = np.where(mask[:, None], data, 0)  # whatever sits under the mask never enters a computation
+    return np.where(mask[:, None], data, 0), mask, present, length
 
+
+def _mask_aware(data, mask, present, length, frames):
     plan = _resize_plan(length, frames)
     resized, out_mask = _resize(_centre(data, mask), mask, plan)
-    out_present = _nearest(present, plan)
     out_length = np.where(length > 0, frames, 0).astype(np.int32)
-    return _rotate(resized, out_mask), out_mask, out_present, out_length
+    return _rotate(resized, out_mask), out_mask, _nearest(present, plan), out_length, plan
+
+
+def _published(data, mask, present, length, frames):
+    used = published_length(data)  # the stored length only bounds what the heuristic can count
+    seen = (used > 0)[:, None, None, None]
+    plan = _resize_plan(used, frames)
+    centred = data - data[:, :, :, CENTER_JOINT : CENTER_JOINT + 1]
+    resized = np.where(seen[:, None], _linear(centred, plan), 0).astype(np.float32)
+    out_mask = _nearest(mask, plan) & seen
+    out_present = _nearest(present, plan) & seen[..., 0]
+    out_length = np.where(used > 0, frames, 0).astype(np.int32)
+    return _rotate_published(resized), out_mask, out_present, out_length, plan
+
+
+_PIPELINE_STEPS = {"mask-aware": _mask_aware, "published": _published}
+
+
+def preprocess_arrays(
+    data: np.ndarray,
+    mask: np.ndarray,
+    present: np.ndarray,
+    length: np.ndarray,
+    frames: int = 50,
+    pipeline: str = DEFAULT_PIPELINE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centre, resize to `frames` and rotate a batch with `pipeline`; see the module docstring.
+
+    data (N, 3, T, 25, 2), mask (N, T, 25, 2), present (N, T, 2), length (N,) -> the same arrays with
+    `frames` frames (float32, bool, bool, int32).
+    """
+    steps = _PIPELINE_STEPS[check_pipeline(pipeline)]
+    return steps(*_visible_only(data, mask, present, length), frames)[:4]
+
+
+def published_arrays(data, mask, present, length, frames: int = 50):
+    """`preprocess_arrays` with the published pipeline."""
+    return preprocess_arrays(data, mask, present, length, frames, pipeline="published")
+
+
+_PROVENANCE = {
+    "mask-aware": {
+        "length": "stored true frame count",
+        "centre": f"joint {CENTER_JOINT}, interpolated in time where occluded; visible mean if never seen",
+        "resize": "linear, cv2 half-pixel positions, renormalised over visible neighbours; mask nearest",
+        "rotation": f"about y per frame and body: joint {RIGHT_SHOULDER} - joint {LEFT_SHOULDER} to +x",
+    },
+    "published": {
+        "length": "frames where joint 0 of body 0 is non-zero (CrosSCLR/AimCLR)",
+        "centre": f"joint {CENTER_JOINT} of the same frame and body, occluded zeros included",
+        "resize": "linear, cv2 half-pixel positions, occluded zeros included; mask nearest (data not 0 there)",
+        "rotation": f"about y per frame and body: arccos of joint {RIGHT_SHOULDER} - joint {LEFT_SHOULDER}, one "
+        "sign per sequence and body",
+    },
+}
 
 
 def preprocess(
@@ -175,30 +297,30 @@ def preprocess(
     frames: int = 50,
     overwrite: bool = False,
     progress: bool = False,
+    pipeline: str = DEFAULT_PIPELINE,
 ) -> SkeletonDataset:
-    """Write the preprocessed copy of `source` to `out` (a new dataset directory)."""
+    """Write the preprocessed copy of `source` to `out` (a new dataset directory) with `pipeline`."""
+    steps = _PIPELINE_STEPS[check_pipeline(pipeline)]
 
     def transform(arrays: dict, index: np.ndarray) -> dict:
-        data, mask, present, length = preprocess_arrays(
-            arrays["data"], arrays["mask"], arrays["present"], arrays["length"], frames
-        )
-        plan = _resize_plan(np.clip(arrays["length"], 0, source.frames), frames)
+        visible = _visible_only(arrays["data"], arrays["mask"], arrays["present"], arrays["length"])
+        data, mask, present, length, plan = steps(*visible, frames)
         inferred = _nearest(np.asarray(arrays["inferred"], bool), plan) & mask
         return {"data": data, "mask": mask, "present": present, "length": length,
                 "inferred": inferred, "label": arrays["label"]}  # fmt: skip
 
-    stage = {
-        "stage": "preprocess",
-        "frames": frames,
-        "length": "stored true frame count",
-        "centre": f"joint {CENTER_JOINT}, interpolated in time where occluded; visible mean if never seen",
-        "resize": "linear, cv2 half-pixel positions, renormalised over visible neighbours; mask nearest",
-        "rotation": f"about y per frame and body: joint {RIGHT_SHOULDER} - joint {LEFT_SHOULDER} to +x",
-    }
+    stage = {"stage": "preprocess", "pipeline": pipeline, "frames": frames, **_PROVENANCE[pipeline]}
     return derive(
         source, out, transform, stage, frames=frames, overwrite=overwrite,
         progress="preprocess" if progress else None,
     )  # fmt: skip
+
+
+def pipeline_of(dataset: SkeletonDataset) -> str | None:
+    """The pipeline of the dataset's last preprocessing (mask-aware for one made before there was a
+    choice), None when it was never preprocessed: what re-preprocessing its imputed copy should use."""
+    done = [stage for stage in dataset.meta.get("stages", []) if stage.get("stage") == "preprocess"]
+    return done[-1].get("pipeline", DEFAULT_PIPELINE) if done else None
 
 
 def _is_torch(x) -> bool:

@@ -1,4 +1,4 @@
-"""Mask-aware 50-frame relative preprocessing, and the motion and bone streams."""
+"""50-frame relative preprocessing, mask-aware and published, and the motion and bone streams."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from occbench.data.dataset import DatasetWriter
+from occbench.data.dataset import DatasetWriter, SkeletonDataset
 from occbench.data.ntu import CENTER_JOINT, LEFT_SHOULDER, PARENT, RIGHT_SHOULDER
-from occbench.data.preprocess import bone, motion, preprocess, preprocess_arrays
+from occbench.data.preprocess import (
+    bone,
+    motion,
+    pipeline_of,
+    preprocess,
+    preprocess_arrays,
+    published_arrays,
+    published_length,
+)
+from occbench.errors import OccbenchError
 
 V, M = 25, 2
 
@@ -235,6 +244,227 @@ def test_preprocess_a_dataset_directory(tmp_path):
     assert out.splits["xsub"]["val"].tolist() == [3, 4]
     assert out.inferred.shape == (5, 50, V, M) and out.inferred.any()
     assert not (np.asarray(out.inferred) & ~np.asarray(out.mask)).any()
+
+
+# --------------------------------------------------------------------------------------------------
+# the published pipeline
+
+
+def feeder_reference(x: np.ndarray, frames: int = 50) -> np.ndarray:
+    """The CrosSCLR/AimCLR feeder's arithmetic (methods.md §1.2, data.md §3.2), one loop per step, on one
+    sample as the published arrays hold it: x (3, T, 25, 2), 0 wherever nothing was seen."""
+    t_all = x.shape[1]
+    # 2. length: frames in which joint 0 of body 0 is non-zero, wherever they lie
+    length = sum(1 for t in range(t_all) if abs(x[0, t, 0, 0]) + abs(x[1, t, 0, 0]) + abs(x[2, t, 0, 0]) != 0)
+    out = np.zeros((3, frames, V, M))
+    for m in range(M):
+        # 3. relative: joint 20 of the same frame and body subtracted, zeros and all
+        rel = np.zeros((3, t_all, V))
+        for t in range(t_all):
+            for j in range(V):
+                rel[:, t, j] = x[:, t, j, m] - x[:, t, CENTER_JOINT, m]
+        # 4. cv2.resize INTER_LINEAR of the first `length` frames: half-pixel centres, clamped at the ends
+        for f in range(frames):
+            src = (f + 0.5) * length / frames - 0.5
+            src = min(max(src, 0.0), length - 1.0)
+            i0 = math.floor(src)
+            i1 = min(i0 + 1, length - 1)
+            w = src - i0
+            out[:, f, :, m] = (1 - w) * rel[:, i0] + w * rel[:, i1]
+        # 5. parallel_skeleton: theta = arccos(sx / (|(sx, sz)| + 1e-4)) per frame, negated for the whole
+        # sequence when the shoulder vectors' z components sum to >= 0; matrix [[c, 0, -s], [0, 1, 0], [s, 0, c]]
+        z_sum = sum(out[2, f, RIGHT_SHOULDER, m] - out[2, f, LEFT_SHOULDER, m] for f in range(frames))
+        for f in range(frames):
+            sx = out[0, f, RIGHT_SHOULDER, m] - out[0, f, LEFT_SHOULDER, m]
+            sz = out[2, f, RIGHT_SHOULDER, m] - out[2, f, LEFT_SHOULDER, m]
+            theta = math.acos(sx / (math.sqrt(sx * sx + sz * sz) + 1e-4))
+            if z_sum >= 0:
+                theta = -theta
+            out[:, f, :, m] = turn(theta) @ out[:, f, :, m]
+    return out
+
+
+def published_input(dataset) -> np.ndarray:
+    """The arrays the published code reads: 0 where a joint is not visible and after the true length."""
+    data, mask, present, length = (np.asarray(a) for a in (dataset.data, dataset.mask, dataset.present, dataset.length))
+    seen = mask & present[:, :, None] & (np.arange(data.shape[2])[:, None, None] < length[:, None, None, None])
+    return np.where(seen[:, None], data, 0).astype(np.float64)
+
+
+def test_published_matches_the_feeder_arithmetic_on_the_real_samples(ntu_samples, tmp_path):
+    """On the six real NTU samples, clean and with 30% of the joints hidden (so the zeros reach the length
+    heuristic, the centring and the resize): every value within 1e-3 m of the feeder's arithmetic."""
+    from occbench.data.occlusion import occlude
+    from occbench.data.prepare import prepare
+
+    clean = prepare(ntu_samples, tmp_path / "raw", "ntu60")
+    occluded = occlude(clean, tmp_path / "occluded", "random", seed=0)
+    for source in (clean, occluded):
+        out = preprocess(source, tmp_path / f"{source.path.name}-published", pipeline="published")
+        assert out.meta["stages"][-1]["pipeline"] == "published" and out.length.tolist() == [50] * 6
+        for i, x in enumerate(published_input(source)):
+            np.testing.assert_allclose(out.data[i], feeder_reference(x), rtol=0, atol=1e-3, err_msg=source.names[i])
+    # the zeros mattered: the heuristic dropped frames of the occluded copy, and the pipelines disagree
+    assert (published_length(published_input(occluded)) < np.asarray(occluded.length)).all()
+    mask_aware = preprocess(occluded, tmp_path / "mask-aware")
+    assert np.abs(np.asarray(mask_aware.data) - np.asarray(out.data)).max() > 0.1
+
+
+def test_published_length_counts_the_frames_where_joint_0_of_body_0_is_seen():
+    data, mask, present, _ = batch(1, t=40)
+    mask[0, [5, 30], 0, 0] = False  # joint 0 of body 0 hidden in two frames: 38 counted, the last two dropped
+    x = np.where(mask[:, None], data, 0)
+    assert published_length(x).tolist() == [38]
+    length = np.array([40])
+    out = published_arrays(data, mask, present, length, frames=38)[0]
+    later = data.copy()
+    later[0, :, 38:] += 5.0  # frames after the counted length never reach the output
+    np.testing.assert_array_equal(published_arrays(later, mask, present, length, frames=38)[0], out)
+    earlier = data.copy()
+    earlier[0, 1, 37, 3] += 5.0  # frame 37 does (y of a joint other than the shoulders: the rotation is kept)
+    assert not np.array_equal(published_arrays(earlier, mask, present, length, frames=38)[0], out)
+
+
+def test_published_resize_worked_example():
+    """y survives the rotation, so y relative to joint 20 shows the resize alone: 4 -> 2 frames averages
+    frames (0, 1) and (2, 3); 2 -> 4 frames gives v0, 3/4 v0 + 1/4 v1, 1/4 v0 + 3/4 v1, v1."""
+
+    def resized_y(values, frames):
+        t = len(values)
+        data = np.zeros((1, 3, t, V, M), np.float32)
+        data[0, :, :, :, 0] = 1.0  # every joint at (1, 1, 1): none is 0
+        data[0, 1, :, 3, 0] += np.asarray(values, np.float32)
+        mask, present = np.ones((1, t, V, M), bool), np.ones((1, t, M), bool)
+        return published_arrays(data, mask, present, np.array([t]), frames)[0][0, 1, :, 3, 0]
+
+    np.testing.assert_allclose(resized_y([0.0, 1.0, 2.0, 4.0], 2), [0.5, 3.0], atol=1e-6)
+    np.testing.assert_allclose(resized_y([0.0, 4.0], 4), [0.0, 1.0, 3.0, 4.0], atol=1e-6)
+
+
+def test_published_rotation_takes_one_sign_per_sequence():
+    """30 frames with the shoulders at +30 degrees (z > 0), 20 at -30: the z components sum to > 0, so every
+    frame is turned by -arccos: the first 30 land on +x, the other 20 at -60 degrees. The mask-aware pipeline
+    puts every frame on +x."""
+    t, half_width = 50, 0.2
+    data = np.zeros((1, 3, t, V, M), np.float32)
+    data[0, :, :, :, 0] = np.array([0.0, 0.0, 3.0])[:, None, None]
+    for f in range(t):
+        a = math.radians(30 if f < 30 else -30)
+        shoulder = half_width * np.array([math.cos(a), 0.0, math.sin(a)])
+        data[0, :, f, RIGHT_SHOULDER, 0] += shoulder
+        data[0, :, f, LEFT_SHOULDER, 0] -= shoulder
+    data[0, 1, :, 0, 0] = -0.5  # spine base below the centre: joint 0 is not 0
+    mask, present, length = np.ones((1, t, V, M), bool), np.ones((1, t, M), bool), np.array([t])
+    out = published_arrays(data, mask, present, length, frames=t)[0]
+    vector = out[0, :, :, RIGHT_SHOULDER, 0] - out[0, :, :, LEFT_SHOULDER, 0]  # (3, t)
+    width = 2 * half_width
+    np.testing.assert_allclose(vector[:, :30], np.array([[width], [0], [0]]).repeat(30, 1), atol=1e-3)
+    turned = width * np.array([[math.cos(math.radians(-60))], [0], [math.sin(math.radians(-60))]])
+    np.testing.assert_allclose(vector[:, 30:], turned.repeat(20, 1), atol=1e-3)
+    aware = preprocess_arrays(data, mask, present, length, frames=t)[0]
+    aware_vector = aware[0, :, :, RIGHT_SHOULDER, 0] - aware[0, :, :, LEFT_SHOULDER, 0]
+    np.testing.assert_allclose(aware_vector, np.array([[width], [0], [0]]).repeat(t, 1), atol=1e-5)
+
+
+def test_published_keeps_the_occluded_zeros_and_marks_them_in_the_mask():
+    """An occluded joint becomes minus the centre (its y survives the rotation), not 0; the mask still
+    says it was occluded. A sample whose joint 0 of body 0 is never seen (the published code fails on
+    it) becomes zeros of length 0."""
+    data, mask, present, _ = batch(2, t=50)
+    mask[0, :, 7, 0] = False
+    mask[1, :, 0, 0] = False
+    out, out_mask, out_present, out_length = published_arrays(data, mask, present, np.array([50, 50]), frames=50)
+    assert not out_mask[0, :, 7, 0].any() and out_mask[0, :, 6, 0].all() and out_present[0].all()
+    np.testing.assert_allclose(out[0, 1, :, 7, 0], -data[0, 1, :, CENTER_JOINT, 0], atol=1e-6)
+    assert out_length.tolist() == [50, 0] and not out[1].any() and not out_mask[1].any() and not out_present[1].any()
+
+
+def test_an_unknown_pipeline_is_a_one_line_error(tmp_path):
+    data, mask, present, length = batch(1, t=20)
+    message = r"^pipeline='cv2': unknown preprocessing pipeline; use one of mask-aware, published$"
+    with pytest.raises(OccbenchError, match=message):
+        preprocess_arrays(data, mask, present, length, pipeline="cv2")
+
+
+def small_prepared(folder):
+    from occbench.data.prepare import prepare
+    from tests.conftest import write_sample
+
+    raw = folder / "skeletons"
+    raw.mkdir()
+    write_sample(raw, "S001C001P001R001A001", frames=30)
+    write_sample(raw, "S001C002P003R001A002", frames=24, bodies=2)
+    return prepare(raw, folder / "raw", "ntu60")
+
+
+def test_the_pipeline_from_the_command_line(tmp_path, capsys):
+    from occbench.cli import main
+
+    source = small_prepared(tmp_path)
+    command = ["data", "preprocess", "--data", str(source.path), "--out"]
+    assert main([*command, str(tmp_path / "p"), "--frames", "12", "--pipeline", "published"]) == 0
+    out = SkeletonDataset(tmp_path / "p")
+    assert out.meta["stages"][-1]["pipeline"] == "published" and out.frames == 12
+    expected = published_arrays(source.data, source.mask, source.present, source.length, 12)[0]
+    np.testing.assert_array_equal(np.asarray(out.data), expected)
+    assert main([*command, str(tmp_path / "d")]) == 0
+    default = SkeletonDataset(tmp_path / "d")
+    assert default.meta["stages"][-1]["pipeline"] == "mask-aware"
+    assert [pipeline_of(out), pipeline_of(default), pipeline_of(source)] == ["published", "mask-aware", None]
+    capsys.readouterr()
+    assert main([*command, str(tmp_path / "x"), "--pipeline", "cv2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pipeline='cv2': unknown preprocessing pipeline" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_runners_data_stage_preprocesses_with_its_pipeline(tmp_path):
+    """A data stage that names the published pipeline writes published frames (a prepared source); one that
+    names none writes mask-aware ones."""
+    from occbench.plan import Stage
+    from occbench.runner import Context, _data
+
+    source = small_prepared(tmp_path)
+    context = Context(work=tmp_path / "work", results=tmp_path / "results", progress=False)
+    settings = {"dataset": "ntu60", "source": str(source.path), "occlusion": "none", "frames": 12, "synth": {}}
+    for extra, pipeline in (({"pipeline": "published"}, "published"), ({}, "mask-aware")):
+        frames = SkeletonDataset(_data(Stage("data", "data ntu60 none", settings | extra), context)["frames"])
+        assert frames.meta["stages"][-1]["pipeline"] == pipeline
+        want = preprocess_arrays(source.data, source.mask, source.present, source.length, 12, pipeline=pipeline)[0]
+        np.testing.assert_array_equal(np.asarray(frames.data), want)
+
+
+@pytest.mark.slow
+def test_a_grid_with_the_published_pipeline_preprocesses_and_records_it(tiny_grid):
+    """`data.pipeline=published`: the embedded data and the imputed data are preprocessed as published,
+    and the records say so."""
+    import json
+
+    from occbench.cli import main
+
+    tmp_path, _, args = tiny_grid
+    args[args.index("--seeds") + 1] = "0"
+    args[args.index("--imputers") + 1] = "none,interp"
+    faster = ["pretrain.epochs=1", "protocols.linear.torchlight.epochs=1", "protocols.linear.torchlight.eval_every=1"]
+    assert main([*args, "data.pipeline=published", *faster]) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    evaluated = [r for r in records if r["cell"]["method"] == "tinyclr"]
+    assert len(evaluated) == 2 and {r["config"]["data"]["pipeline"] for r in evaluated} == {"published"}
+    preprocessed = [json.loads(p.read_text())["stages"][-1] for p in (tmp_path / "home").rglob("meta.json")]
+    preprocessed = [stage for stage in preprocessed if stage["stage"] == "preprocess"]
+    # the embedded clean and occluded data, and the interp imputation
+    assert len(preprocessed) == 3 and {stage["pipeline"] for stage in preprocessed} == {"published"}
+
+
+def test_the_embedded_chain_keeps_its_folder_names_for_the_default_pipeline(tmp_path):
+    from occbench import paths
+
+    parts = paths.embedded_parts(tmp_path, "realistic", 0, 50)
+    assert (parts["clean"].name, parts["occluded"].name) == ("frame50", "frame50-realistic-seed0")  # as cached
+    published = paths.embedded_parts(tmp_path, "random@0.3", 0, 50, "published")
+    names = (published["clean"].name, published["occluded"].name)
+    assert names == ("frame50-published", "frame50-published-random_0.3-seed0")
+    assert published["raw"] == parts["raw"] and published["skeletons"] == parts["skeletons"]  # shared
 
 
 # --------------------------------------------------------------------------------------------------

@@ -68,7 +68,9 @@ def occluded(tmp_path_factory):
 
 def test_registers_the_built_ins_on_the_base_class():
     registry = host().imputers
-    assert registry.names() == ["none", "interp", "meanpose", "random", "knn"]
+    assert registry.names() == ["none", "interp", "meanpose", "random", "knn-pstl", "knn"]
+    assert registry["knn-pstl"].stage1_method({}) == "pstl"
+    assert registry["knn-pstl"].defaults == registry["knn"].defaults | {"stage1_method": "pstl"}
     orders = [registry[name].order for name in registry.names()]
     assert orders == sorted(orders) and len(set(orders)) == len(orders)  # tables: none, interp, mean, random, knn
     assert all(registry[name].title for name in registry.names())
