@@ -789,7 +789,8 @@ def impute_and_preprocess(
     settings: dict | None = None, seed: int = 0, embed: Callable | None = None, progress: bool = False,
     overwrite: bool = False, preprocess_frames: int | None = None,
 ) -> Imputed:
-    """Impute one split, then re-run the mask-aware preprocessing.
+    """Impute one split, then re-run the preprocessing with the pipeline `frames` was made with (mask-aware
+    when there is no `frames` or it says none).
 
     raw: the occluded raw-length (camera-space) dataset, imputed into `out/imputed`, then preprocessed to
     `preprocess_frames` frames (default: frames.frames, or 50) into `out/frames`. Without raw, `frames`
@@ -797,7 +798,7 @@ def impute_and_preprocess(
     re-run only if preprocess_frames is given). An identity imputer writes nothing: Imputed(raw, frames).
     A complete earlier result of the same imputation is reused unless `overwrite` (`Imputer.__call__`).
     """
-    from occbench.data.preprocess import preprocess
+    from occbench.data.preprocess import DEFAULT_PIPELINE, pipeline_of, preprocess
 
     if raw is None and frames is None:
         raise OccbenchError("give the occluded raw-length dataset, the 50-frame dataset, or both")
@@ -810,13 +811,16 @@ def impute_and_preprocess(
         if raw is None:
             return Imputed(imputed, imputed)
         preprocess_frames = frames.frames if frames is not None else 50
+    pipeline = (pipeline_of(frames) if frames is not None else None) or DEFAULT_PIPELINE
     done = where["frames"]
     if not overwrite and (done / "meta.json").is_file():
         cached = SkeletonDataset(done)
         stages = cached.meta.get("stages", [])
-        if len(stages) >= 2 and stages[-2] == imputed.meta["stages"][-1] and cached.frames == preprocess_frames:
+        if (len(stages) >= 2 and stages[-2] == imputed.meta["stages"][-1] and cached.frames == preprocess_frames
+                and pipeline_of(cached) == pipeline):
             return Imputed(imputed, cached)
-    return Imputed(imputed, preprocess(imputed, done, frames=preprocess_frames, overwrite=True, progress=progress))
+    return Imputed(imputed, preprocess(imputed, done, frames=preprocess_frames, overwrite=True, progress=progress,
+                                       pipeline=pipeline))
 
 
 # ==================================================================================================

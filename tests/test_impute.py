@@ -568,6 +568,18 @@ def test_imputing_then_preprocessing_reuses_both_outputs(small, tmp_path):
     assert direct.data.path == direct.frames.path and direct.data.frames == 6
 
 
+def test_imputed_data_is_preprocessed_with_the_pipeline_of_the_data_it_came_from(small, tmp_path):
+    from occbench.data.preprocess import pipeline_of
+
+    frames = preprocess(small, tmp_path / "frames", frames=6, pipeline="published")
+    result = impute_and_preprocess(Constant(), small, frames, "xsub", tmp_path / "out", {"value": 0.5})
+    assert pipeline_of(result.frames) == "published"
+    # the same imputation preprocessed by the other pipeline is not taken for it
+    aware = preprocess(small, tmp_path / "aware", frames=6)
+    again = impute_and_preprocess(Constant(), small, aware, "xsub", tmp_path / "out", {"value": 0.5})
+    assert pipeline_of(again.frames) == "mask-aware"
+
+
 # --- quality on the synthetic dataset with realistic occlusion -------------------------------------
 
 
