@@ -349,9 +349,7 @@ def flat_rows(records: Iterable[dict]) -> list[dict]:
 
 def _flatten(record: dict) -> dict:
     origin = record["provenance"]
-    row = dict(record["cell"]) | dict(record["metrics"])
-    if row.get("pretrain_occlusion") is None:  # written before the field: pretrained on what it evaluates
-        row["pretrain_occlusion"] = row.get("occlusion")
+    row = _with_pretrain_occlusion(dict(record["cell"])) | dict(record["metrics"])
     row |= {field: origin.get(field) for field in PROVENANCE_COLUMNS}
     row |= {field: record.get(field) for field in ("status", "error", "log")}
     row["path"] = record.get("path")
