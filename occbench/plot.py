@@ -39,7 +39,7 @@ from typing import Any
 from occbench import paths
 from occbench.data import ntu
 from occbench.errors import OccbenchError, write_error
-from occbench.report import Names, Stat, _load_warning
+from occbench.report import Names, Stat, latest_per_seed, load_with_warnings, severity_of
 from occbench.store import CELL_FIELDS, QUALITY_PROTOCOL, flat_rows
 
 KINDS = ("bars", "severity", "joints")
@@ -75,7 +75,6 @@ STANDING_POSE = (
 BARS_CONTEXT = ("occlusion", "pretrain_occlusion", "protocol", "profile")
 SEVERITY_CONTEXT = ("dataset", "split", "protocol", "profile")
 JOINTS_CONTEXT = ("dataset", "split", "occlusion", "profile")
-SEED_KEY = tuple(dict.fromkeys([*CELL_FIELDS, "pretrain_occlusion"]))  # one run per seed of a cell
 
 
 @dataclass(frozen=True)
@@ -101,10 +100,7 @@ class Grid:
     def of(cls, records: Iterable[dict]) -> Grid:
         rows = [row for row in flat_rows(records) if not row.get("status")]
         ours = [row for row in rows if row.get("source") != "paper"]
-        rows = ours or rows  # the published numbers alone, when there is nothing of ours
-        for row in rows:  # written before train and test occlusion were apart: pretrained on what it evaluates
-            row["pretrain_occlusion"] = row.get("pretrain_occlusion") or row.get("occlusion")
-        rows = _latest_per_seed(rows)
+        rows = latest_per_seed(ours or rows, CELL_FIELDS)  # the published numbers alone, when nothing of ours
         names = Names.of(rows)
         methods = sorted({row["method"] for row in rows if row.get("method") is not None},
                          key=lambda method: names.rank("method", method))
@@ -128,20 +124,6 @@ class Grid:
         """As tables label a row: 2s-CrosSCLR for two streams."""
         streams = str(stream).count("+") + 1
         return (f"{streams}s-" if streams > 1 else "") + self.names.label("method", method)
-
-
-def _latest_per_seed(rows: list[dict]) -> list[dict]:
-    """One run per cell and seed: a re-run (or a copy of the folder) must not count a seed twice."""
-    latest: dict[tuple, dict] = {}
-    for index, row in enumerate(rows):
-        slot = tuple(row.get(name) for name in SEED_KEY) + ((f"unseeded-{index}",) if row.get("seed") is None else ())
-        if slot not in latest or str(row.get("finished") or "") >= str(latest[slot].get("finished") or ""):
-            latest[slot] = row
-    return list(latest.values())
-
-
-def _stat(values: list[float]) -> Stat:
-    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
 
 
 def _select(rows: list[dict], **fields: Any) -> list[dict]:
@@ -194,17 +176,6 @@ def _context_title(grid: Grid, context: dict) -> str:
     return " · ".join(parts)
 
 
-def _severity(spec: str) -> tuple[str, float | None]:
-    """`random@0.3` -> ("random", 0.3); a bare kind has no severity number."""
-    kind, at, number = str(spec).partition("@")
-    if not at:
-        return kind, None
-    try:
-        return kind, float(number)
-    except ValueError:
-        raise OccbenchError(f"occlusion {spec!r} in the records: the severity after @ is not a number") from None
-
-
 # ----------------------------------------------------------------------------------------- drawing
 
 
@@ -251,7 +222,7 @@ def _bars_figure(grid: Grid, rows: list[dict], context: dict):
         here = _select(rows, dataset=dataset, split=split)
         for j, imputer in enumerate(imputers):
             offset = (j - (len(imputers) - 1) / 2) * width
-            found = [(i, method, stream, _stat([row["top1"] for row in
+            found = [(i, method, stream, Stat.of([row["top1"] for row in
                                                  _select(here, method=method, stream=stream, imputer=imputer)]))
                      for i, (method, stream) in enumerate(groups)
                      if _select(here, method=method, stream=stream, imputer=imputer)]
@@ -295,7 +266,7 @@ def severity(records: Iterable[dict] | Grid) -> list[Picture]:
     """Top-1 against the occluded fraction of each severity level (see the module docstring)."""
     grid = records if isinstance(records, Grid) else Grid.of(records)
     rows = [row for row in grid.accuracy_rows() if row["pretrain_occlusion"] == row["occlusion"]]
-    levels = [row for row in rows if _severity(row["occlusion"])[1] is not None]
+    levels = [row for row in rows if severity_of(row["occlusion"])[1] is not None]
     if not levels:
         present = sorted({str(row["occlusion"]) for row in grid.accuracy_rows()}) or ["none"]
         raise OccbenchError(f"no severity plot: no accuracy records of occlusion levels such as random@0.3 (the "
@@ -312,7 +283,7 @@ def severity(records: Iterable[dict] | Grid) -> list[Picture]:
 def _severity_figure(grid: Grid, levels: list[dict], clean: list[dict], context: dict):
     from matplotlib.lines import Line2D
 
-    kinds = sorted({_severity(row["occlusion"])[0] for row in levels},
+    kinds = sorted({severity_of(row["occlusion"])[0] for row in levels},
                    key=lambda kind: grid.names.rank("occlusion", kind))
     series = grid.ranked(levels, ("method", "stream", "imputer"))
     imputers = [imputer for (imputer,) in grid.ranked(levels, ("imputer",))]
@@ -320,20 +291,20 @@ def _severity_figure(grid: Grid, levels: list[dict], clean: list[dict], context:
     axes = figure.subplots(1, len(kinds), sharey=True, squeeze=False)[0]
     stats = []
     for ax, kind in zip(axes, kinds, strict=True):
-        here = [row for row in levels if _severity(row["occlusion"])[0] == kind]
-        specs = sorted({row["occlusion"] for row in here}, key=lambda spec: _severity(spec)[1])
+        here = [row for row in levels if severity_of(row["occlusion"])[0] == kind]
+        specs = sorted({row["occlusion"] for row in here}, key=lambda spec: severity_of(spec)[1])
         measured = {spec: _occluded(_select(here, occlusion=spec)) for spec in specs}
         exact = all(value is not None for value in measured.values())
-        x_of = {spec: measured[spec] if exact else 100.0 * _severity(spec)[1] for spec in specs}
+        x_of = {spec: measured[spec] if exact else 100.0 * severity_of(spec)[1] for spec in specs}
         for method, stream, imputer in series:
             points = []
             own_clean = _select(clean, method=method, stream=stream, imputer=imputer)
             start = own_clean or _select(clean, method=method, stream=stream, imputer=grid.names.baseline)
             if start:
-                points.append((0.0, _stat([row["top1"] for row in start])))
+                points.append((0.0, Stat.of([row["top1"] for row in start])))
             cells = {spec: _select(here, method=method, stream=stream, imputer=imputer, occlusion=spec)
                      for spec in specs}
-            points += [(x_of[spec], _stat([row["top1"] for row in cell])) for spec, cell in cells.items() if cell]
+            points += [(x_of[spec], Stat.of([row["top1"] for row in cell])) for spec, cell in cells.items() if cell]
             if not any(cells.values()):
                 continue  # this series has no level of this kind
             xs = [x for x, _ in points]
@@ -552,7 +523,7 @@ def load(folder: Path) -> list[dict]:
     if not folder.exists():
         raise OccbenchError(f"no results folder {folder}: run `occbench run` first (it writes records there), "
                             "or pass --results")
-    records = _load_warning(folder)
+    records = load_with_warnings(folder)
     if not records:
         raise OccbenchError(f"no result records in {folder}: run `occbench run` first, or pass --results")
     return records

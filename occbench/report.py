@@ -263,6 +263,11 @@ class Stat:
     std: float | None
     seeds: int
 
+    @classmethod
+    def of(cls, values: list[float]) -> Stat:
+        """Mean, sample standard deviation (None for one value) and count of one cell's runs."""
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+
 
 @dataclass
 class Cell:
@@ -306,10 +311,12 @@ class Table:
 
 def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare: str | None = None,
            reference: str | None = None, bold: bool = True, resizebox: str | None = None, label: str | None = None,
-           **filters: str | None) -> str:
+           against: Any = None, against_name: str = "the other results", **filters: str | None) -> str:
     """The tables of `layout` for the records in `frame` (a DataFrame from `records_frame`, flat rows, or
     records), as text in `fmt`. `compare="paper"` puts the published number beside each of ours;
-    `reference` (a method) makes every change one against that method on the same data; `bold` shows the
+    `reference` (a method) makes every change one against that method on the same data; `against` (records
+    of another run of the same grid: another profile setting, pipeline or revision, named `against_name`)
+    makes every change one against the same cell there, paired by seed; `bold` shows the
     best number of each column in bold (markdown and LaTeX; csv and json always carry a `best` field);
     for LaTeX, `resizebox` (a width: ``\\columnwidth``, ``0.9\\textwidth``, ``8.5cm``) scales each tabular
     to that width and `label` gives each table a ``\\label`` (``label-1``, ``label-2``... when there are
@@ -331,8 +338,16 @@ def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare:
     # ntu60` after a run on the embedded dataset); otherwise they only appear beside ours.
     if paper and not _any_match(ours, filters) and _any_match(paper, filters):
         ours = []
+    other = None
+    if against is not None:
+        if reference is not None:
+            raise OccbenchError("--against and --reference: a change is against one thing; choose one of them")
+        other = [row for row in _as_rows(against) if row.get("source") != "paper"]
+        if not ours or not _any_match(other, filters):
+            raise OccbenchError(f"--against {against_name}: no results of ours there{_describe(filters)} to compare "
+                                "with; point it at the --results folder of another run")
     tables = build_tables(ours or paper, paper, layout, filters, compare=bool(compare and ours),
-                          published_only=not ours, reference=reference)
+                          published_only=not ours, reference=reference, against=other, against_name=against_name)
     for table in tables:
         table.bold = bold
     if fmt == "latex":
@@ -404,17 +419,23 @@ def _plain(value: Any) -> Any:
 
 
 def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict, compare: bool = False,
-                 published_only: bool = False, reference: str | None = None) -> list[Table]:
-    """The tables of one layout: one per combination of the layout's context fields that has results."""
+                 published_only: bool = False, reference: str | None = None, against: list[dict] | None = None,
+                 against_name: str = "the other results") -> list[Table]:
+    """The tables of one layout: one per combination of the layout's context fields that has results.
+    Changes are against the layout's baseline cell, the `reference` method's, or the same cell among the
+    rows `against` (another run of the grid)."""
     spec = LAYOUTS[layout]
     names = Names.of([*rows, *paper])
-    rows = _filtered(rows, {name: value for name, value in filters.items() if name != "imputer"})
-    latest = _latest_per_seed(rows)
+    kept = {name: value for name, value in filters.items() if name != "imputer"}
+    latest = latest_per_seed(_filtered(rows, kept))
     runs = _runs(latest, spec.metric, spec.scale)
     statuses = _statuses(latest)
-    against, change_note = spec.baseline, spec.change_note
+    base_runs, baseline, change_note = runs, spec.baseline, spec.change_note
     if reference is not None:
-        against, change_note = _against_reference(reference, layout, runs, names)
+        baseline, change_note = _against_reference(reference, layout, runs, names)
+    if against is not None:
+        base_runs = _runs(latest_per_seed(_filtered(against, kept)), spec.metric, spec.scale)
+        baseline, change_note = (lambda key, names, present: key), f"change against the same cell in {against_name}"
     # The imputer filter picks the cells shown; the non-imputed baselines stay available for the changes.
     shown = [key for key in map(_key_dict, dict.fromkeys([*runs.values, *statuses])) if spec.shown(key, names)
              and str(key["imputer"]) == str(filters.get("imputer", key["imputer"]))]
@@ -424,7 +445,7 @@ def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict
     published = _paper_lookup(paper)
 
     def cell_of(key: dict) -> Cell:
-        return _cell(key, runs, published if compare else {}, statuses, against(key, names, present))
+        return _cell(key, runs, published if compare else {}, statuses, baseline(key, names, present), base_runs)
 
     tables = []
     for context in _contexts(spec, shown, filters, names):
@@ -480,12 +501,13 @@ def _describe(filters: dict) -> str:
     return "".join(f", {name} {value}" for name, value in filters.items())
 
 
-def _latest_per_seed(rows: list[dict]) -> list[dict]:
-    """One run per cell and seed: a re-run (or a copy of the folder) must not count a seed twice."""
+def latest_per_seed(rows: list[dict], fields: tuple[str, ...] = KEY) -> list[dict]:
+    """One run per cell (its `fields`) and seed: a re-run (or a copy of the folder) must not count a seed
+    twice. Runs without a seed are each their own."""
     latest: dict[tuple, dict] = {}
     for index, row in enumerate(rows):
         seed = row.get("seed")
-        slot = (*(row.get(name) for name in KEY), seed if seed is not None else f"unseeded-{index}")
+        slot = (*(row.get(name) for name in fields), seed if seed is not None else f"unseeded-{index}")
         if slot not in latest or str(row.get("finished") or "") >= str(latest[slot].get("finished") or ""):
             latest[slot] = row
     return list(latest.values())
@@ -512,9 +534,7 @@ class Runs:
 
     def stat(self, key: tuple) -> Stat | None:
         values = self.values.get(key)
-        if not values:
-            return None
-        return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+        return Stat.of(values) if values else None
 
 
 def _runs(rows: list[dict], metric: str = "top1", scale: float = 1.0) -> Runs:
@@ -610,7 +630,7 @@ def _distinct(keys: list[dict], fields: tuple[str, ...], names: Names) -> list[d
     return [dict(zip(fields, values, strict=True)) for values in ordered]
 
 
-def _cell(key: dict, runs: Runs, published: dict, statuses: dict, baseline: dict | None) -> Cell:
+def _cell(key: dict, runs: Runs, published: dict, statuses: dict, baseline: dict | None, base_runs: Runs) -> Cell:
     as_tuple = _key_tuple(key)
     cell = Cell(runs.stat(as_tuple), change_abs=runs.changes_abs.get(as_tuple), notes=statuses.get(as_tuple, []))
     cell.occluded = runs.occluded.get(as_tuple, [])
@@ -618,18 +638,18 @@ def _cell(key: dict, runs: Runs, published: dict, statuses: dict, baseline: dict
         cell.status = "failed" if any(note["status"] == "failed" for note in cell.notes) else "submitted"
     cell.paper = published.get(_paper_key(key), (None, None))[0]
     if cell.stat and baseline:
-        _pair(cell, runs, as_tuple, _key_tuple(baseline))
+        _pair(cell, runs, as_tuple, base_runs, _key_tuple(baseline))
     return cell
 
 
-def _pair(cell: Cell, runs: Runs, key: tuple, base: tuple) -> None:
-    """The cell's change against `base`: the mean of the per-seed differences over the seeds both have,
-    with its t interval from two pairs on. Unseeded records (the published numbers) can only be compared
-    by their means."""
-    base_stat = runs.stat(base)
+def _pair(cell: Cell, runs: Runs, key: tuple, base_runs: Runs, base: tuple) -> None:
+    """The cell's change against the cell `base` of `base_runs`: the mean of the per-seed differences over
+    the seeds both have, with its t interval from two pairs on. Unseeded records (the published numbers)
+    can only be compared by their means."""
+    base_stat = base_runs.stat(base)
     if base_stat is None:
         return
-    own, other = runs.by_seed.get(key, {}), runs.by_seed.get(base, {})
+    own, other = runs.by_seed.get(key, {}), base_runs.by_seed.get(base, {})
     if not own and not other:
         cell.change = cell.stat.mean - base_stat.mean
         return
@@ -1071,6 +1091,10 @@ def add_table_command(subparsers) -> None:
     p.add_argument("--reference", metavar="METHOD",
                    help="compare every method with this one (same imputer, data, occlusion and protocol) instead "
                         "of the layout's own baseline")
+    p.add_argument("--against", type=Path, metavar="DIR",
+                   help="compare every cell with the same cell in the result records under DIR (another run of the "
+                        "grid: another setting, pipeline or revision), paired by seed, instead of the layout's "
+                        "own baseline")
     for name in FILTERS:
         what = f"only this {name}"
         if name == "pretrain_occlusion":
@@ -1093,9 +1117,15 @@ def add_table_command(subparsers) -> None:
 
 def _table_command(args) -> None:
     rows = _load(args.results, with_paper=args.compare == "paper")
+    other = None
+    if args.against is not None:
+        if not args.against.exists():
+            raise OccbenchError(f"--against {args.against}: no such folder; give the --results folder of another run")
+        other = flat_rows(load_with_warnings(args.against))
     filters = {name: getattr(args, name) for name in FILTERS}
     text = render(rows, args.layout, args.fmt, compare=args.compare, reference=args.reference, bold=args.bold,
-                  resizebox=args.resizebox, label=args.label, **filters)
+                  resizebox=args.resizebox, label=args.label, against=other, against_name=str(args.against),
+                  **filters)
     if args.out is None:
         print(text)
         return
@@ -1107,17 +1137,18 @@ def _table_command(args) -> None:
 def _load(folder: Path, with_paper: bool) -> list[dict]:
     """Flat rows of every record under `folder` and of the published tables; damaged files become one-line
     warnings on stderr. Without records of ours, the published tables alone need `--compare paper`."""
-    ours = _load_warning(folder) if folder.exists() else []
+    ours = load_with_warnings(folder) if folder.exists() else []
     ours = [record for record in ours if record["provenance"].get("source") != "paper"]
     if not ours and not with_paper:
         raise OccbenchError(f"no occbench result records in {folder}: run `occbench run` first (it writes them "
                             "there), or pass --results; `occbench table --compare paper` shows the published tables")
     if not ours:
         print(f"occbench: no results of ours in {folder}: the published numbers alone", file=sys.stderr)
-    return flat_rows(ours + _load_warning(paths.PUBLISHED))
+    return flat_rows(ours + load_with_warnings(paths.PUBLISHED))
 
 
-def _load_warning(folder: Path) -> list[dict]:
+def load_with_warnings(folder: Path) -> list[dict]:
+    """The records under `folder` (store.load_records), each damaged file a one-line warning on stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RecordWarning)
         records = load_records(folder)

@@ -202,6 +202,40 @@ def test_reference_compares_every_method_with_the_chosen_one():
         render(records, "imputers", "markdown", reference="mamp")
 
 
+def test_against_pairs_every_cell_with_the_same_cell_of_another_run():
+    ours = seeded("skeletonclr", "none", [50.0, 51.0, 52.0]) + seeded("skeletonclr", "knn", [55.0, 55.0, 55.0])
+    other = seeded("skeletonclr", "none", [49.0, 49.8, 51.2]) + seeded("skeletonclr", "knn", [56.0, 57.0, 52.0])
+    # none: differences 1.0, 1.2, 0.8 (half-width 4.303 * 0.2 / sqrt(3) = 0.497: marked); knn: -1, -2, 3 (mean 0)
+    text = render(ours, "imputers", "markdown", against=other, against_name="runs/before")
+    assert rows_of(text)["SkeletonCLR J"][2:] == ["51.00 ± 1.00 (+1.00* ↑)", "55.00 ± 0.00 (0.00)"]
+    assert "change against the same cell in runs/before. Runs pair by seed" in text
+    cells = json.loads(render(ours, "imputers", "json", against=other))
+    none = next(cell for cell in cells if cell["imputer"] == "none")
+    assert none["change_low"] == pytest.approx(1.0 - 4.303 * 0.2 / math.sqrt(3), abs=1e-3) and none["pairs"] == 3
+    assert knn_cell(ours, against=other)["distinct"] is False
+    # seeds on one side only are left out, as against a column of the same run
+    assert knn_cell(ours, against=other[3:5])["pairs"] == 2
+    with pytest.raises(OccbenchError, match="--against and --reference: .* choose one"):
+        render(ours, "imputers", "markdown", against=other, reference="skeletonclr")
+    with pytest.raises(OccbenchError, match="--against runs/x: no results of ours there, split xview"):
+        render(ours, "imputers", "markdown", against=other, against_name="runs/x", split="xview")
+
+
+def test_the_command_compares_with_another_results_folder(tmp_path, capsys):
+    for record in seeded("opstl", "none", [40.0, 42.0]):
+        write_record(record, tmp_path / "after")
+    for record in seeded("opstl", "none", [41.0, 41.0]):
+        write_record(record, tmp_path / "before")
+    table("--results", str(tmp_path / "after"), "--against", str(tmp_path / "before"), "--format", "json")
+    cell = json.loads(capsys.readouterr().out)[0]
+    assert cell["change"] == pytest.approx(0.0) and cell["pairs"] == 2
+    with pytest.raises(OccbenchError, match=r"--against .*nowhere: no such folder; give the --results folder"):
+        table("--results", str(tmp_path / "after"), "--against", str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OccbenchError, match=r"--against .*empty: no results of ours there to compare with"):
+        table("--results", str(tmp_path / "after"), "--against", str(tmp_path / "empty"))
+
+
 # ------------------------------------------------------------------------------ severity, pretraining
 
 

@@ -189,18 +189,24 @@ class DatasetWriter:
             (self.partial / "names.txt").write_text("\n".join(self.names) + "\n")
             (self.partial / "splits.json").write_text(json.dumps(splits))
             (self.partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-            if self.out.exists():
-                old = self.out.with_name(self.out.name + ".old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(self.out, old)
-                os.replace(self.partial, self.out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                self.out.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self.partial, self.out)
+            replace_folder(self.partial, self.out)
         except OSError as err:  # the partial folder goes in __exit__; a dataset already at `out` stays
             raise write_error(self.partial, err, "--out") from None
         return SkeletonDataset(self.out)
+
+
+def replace_folder(partial: Path, out: Path) -> None:
+    """Move the finished `partial` folder to `out`, replacing what is there: the old folder is moved
+    aside first, so that `out` is at every moment either the old dataset or the new one."""
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(partial, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, out)
 
 
 def allocate(path: Path, dtype, shape: tuple) -> np.ndarray:

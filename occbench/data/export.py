@@ -33,7 +33,6 @@ preprocessed data) and, in ctrgcn, an occluded joint 1 of body 1 in its first fr
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import zipfile
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from occbench.data.dataset import PARTS, SkeletonDataset
+from occbench.data.dataset import PARTS, SkeletonDataset, replace_folder
 from occbench.data.layouts import CHUNK, CROSSCLR_SPLITS, CTRGCN_FILES
 from occbench.data.ntu import MAX_BODIES, NUM_JOINTS
 from occbench.errors import OccbenchError, write_error
@@ -83,7 +82,7 @@ def export_layout(
         for split, target in files.items():
             writer = _write_crossclr if layout == "crossclr" else _write_ctrgcn
             writer(dataset, split, partial / target, progress)
-        _replace(partial, out)
+        replace_folder(partial, out)
     except OSError as err:
         shutil.rmtree(partial, ignore_errors=True)
         raise write_error(partial, err, "--out") from None
@@ -194,16 +193,3 @@ def _npy_member(archive: zipfile.ZipFile, key: str, dtype, shape: tuple):
     with archive.open(f"{key}.npy", "w", force_zip64=True) as stream:
         np.lib.format.write_array_header_1_0(stream, header)
         yield stream
-
-
-def _replace(partial: Path, out: Path) -> None:
-    """Move the finished `partial` folder to `out`, replacing what is there (checked by the caller)."""
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(partial, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, out)
