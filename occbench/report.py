@@ -1119,8 +1119,9 @@ def _table_command(args) -> None:
     rows = _load(args.results, with_paper=args.compare == "paper")
     other = None
     if args.against is not None:
-        if not args.against.exists():
-            raise OccbenchError(f"--against {args.against}: no such folder; give the --results folder of another run")
+        if not args.against.is_dir():
+            what = "not a folder" if args.against.exists() else "no such folder"
+            raise OccbenchError(f"--against {args.against}: {what}; give the --results folder of another run")
         other = flat_rows(load_with_warnings(args.against))
     filters = {name: getattr(args, name) for name in FILTERS}
     text = render(rows, args.layout, args.fmt, compare=args.compare, reference=args.reference, bold=args.bold,

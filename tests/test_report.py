@@ -231,6 +231,8 @@ def test_the_command_compares_with_another_results_folder(tmp_path, capsys):
     assert cell["change"] == pytest.approx(0.0) and cell["pairs"] == 2
     with pytest.raises(OccbenchError, match=r"--against .*nowhere: no such folder; give the --results folder"):
         table("--results", str(tmp_path / "after"), "--against", str(tmp_path / "nowhere"))
+    with pytest.raises(OccbenchError, match=r"--against .*\.json: not a folder; give the --results folder"):
+        table("--results", str(tmp_path / "after"), "--against", str(next((tmp_path / "before").rglob("*.json"))))
     (tmp_path / "empty").mkdir()
     with pytest.raises(OccbenchError, match=r"--against .*empty: no results of ours there to compare with"):
         table("--results", str(tmp_path / "after"), "--against", str(tmp_path / "empty"))
