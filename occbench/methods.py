@@ -47,11 +47,14 @@ class Method(nn.Module):
     # paper it comes from, and its place in a table (ascending; ties by title; the built-ins: the paper's
     # order, 10, 20, ...). `imputed_titles`: {imputer: title} where the method on that imputer's data is
     # a method of its own (OPSTL with the KNN imputer is IosPSTL); the summary layout (Table I) then shows
-    # it with that imputer only, under that title.
+    # it with that imputer only, under that title. `colour` (#rrggbb): its colour in every picture of
+    # `occbench plot`, whichever other methods a picture shows; without one it takes a palette colour no
+    # method of the picture declares, which can differ between pictures of different methods.
     title: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     order: ClassVar[float] = 1000
     imputed_titles: ClassVar[dict[str, str]] = {}
+    colour: ClassVar[str] = ""
     # The named recipe it takes of a protocol with several ({protocol: recipe}; the profile's
     # protocols.<protocol>.<recipe>): the probe of the method's own paper. A protocol it leaves out gives its
     # `default_recipe`.

@@ -213,7 +213,13 @@ def resolve_grid(catalogue: Catalogue, host, suite: str = "quick", **options) ->
     world_size = int(options.get("world_size") or 1)
     if world_size < 1:
         raise OccbenchError(f"--gpus-per-cell {world_size}: use 1 or more")
-    return Grid(datasets, occlusion, names("methods"), names("imputers"), names("protocols"),
+    methods = names("methods")
+    for method in methods:  # how it is named and drawn is checked before anything runs, not at its record
+        try:
+            host.labels({"method": method})
+        except OccbenchError as err:
+            raise OccbenchError(f"method {method}: {err}") from None
+    return Grid(datasets, occlusion, methods, names("imputers"), names("protocols"),
                 [int(s) for s in pick("seeds")], profile, list(options.get("overrides") or []), world_size,
                 pretrain[0] if pretrain else None, transfer)
 

@@ -17,8 +17,10 @@ Kinds (`occbench plot [KIND ...]`):
   its error, one colour bar in mm. Leaving the zeros (the identity imputer) is left out beside others: its
   error is the joints' distance from the origin, which would flatten every other panel's colours.
 
-A method keeps its colour in every picture: its place in the order of the methods the records name (the
-order their plugins give, as tables show them) picks a colour of Okabe and Ito's colour-blind-safe palette.
+A method keeps its colour in every picture: the one its plugin declares (`colour`, carried by its
+records; the built-ins' are `PALETTE`, Okabe and Ito's colour-blind-safe palette with wine for its
+yellow), else, in the order the plugins give the methods, a palette colour that no method of the records
+declares. Its marker is its place in that order.
 
 Like `report`, this module reads records only; matplotlib is imported when a picture is drawn (a bare
 `Figure` renders with Agg and leaves pyplot's backend alone) so that the CLI starts fast.
@@ -26,6 +28,7 @@ Like `report`, this module reads records only; matplotlib is imported when a pic
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import statistics
@@ -47,9 +50,11 @@ FORMATS = ("png", "pdf")
 DEFAULT_OUT = Path("plots")
 COLUMN, PAGE = 3.5, 7.0  # figure widths (in) of one column and of a page
 DPI = 300  # of the PNGs; the PDFs are vector graphics
-# Okabe & Ito's colour-blind-safe palette; the yellow, weak on white, comes last
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 against 8 colours: (colour, marker) repeats after 56 methods
+# For methods that declare no colour, less the colours the records' methods declare: Okabe & Ito's
+# colour-blind-safe palette with Tol's wine for its yellow, which is faint on white; in the order of the
+# built-ins' own colours, so that records written before methods declared one draw the same
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#882255")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 HATCHES = ("", "////", "....", "xxxx", "\\\\\\\\", "++++", "oooo")  # per imputer in the bars
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))  # per imputer in the lines
 STYLE = {"font.size": 7, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
@@ -94,7 +99,8 @@ class Grid:
 
     rows: list[dict]
     names: Names
-    colours: dict[Any, int]  # method -> its place in the methods' order: the colour and marker
+    colours: dict[Any, str]  # method -> its colour
+    markers: dict[Any, str]  # method -> its marker: its place in the methods' order
 
     @classmethod
     def of(cls, records: Iterable[dict]) -> Grid:
@@ -104,13 +110,17 @@ class Grid:
         names = Names.of(rows)
         methods = sorted({row["method"] for row in rows if row.get("method") is not None},
                          key=lambda method: names.rank("method", method))
-        return cls(rows, names, {method: index for index, method in enumerate(methods)})
+        declared = {method: names.info.get(("method", method), {}).get("colour") for method in methods}
+        taken = {colour.lower() for colour in declared.values() if colour}
+        spare = itertools.cycle([colour for colour in PALETTE if colour.lower() not in taken] or PALETTE)
+        return cls(rows, names, {method: declared[method] or next(spare) for method in methods},
+                   {method: MARKERS[index % len(MARKERS)] for index, method in enumerate(methods)})
 
     def colour(self, method: Any) -> str:
-        return PALETTE[self.colours[method] % len(PALETTE)]
+        return self.colours[method]
 
     def marker(self, method: Any) -> str:
-        return MARKERS[self.colours[method] % len(MARKERS)]
+        return self.markers[method]
 
     def accuracy_rows(self) -> list[dict]:
         return [row for row in self.rows if row.get("protocol") != QUALITY_PROTOCOL and row.get("top1") is not None]

@@ -14,12 +14,13 @@ import pluggy
 
 from occbench import hookspecs
 from occbench.errors import OccbenchError, brief
+from occbench.store import check_labels
 
 ENTRY_POINT_GROUP = "occbench"
 DISABLE_ENV = "OCCBENCH_DISABLE_PLUGINS"
 KINDS = ("methods", "imputers", "protocols", "datasets")
 # What a component may say about how tables name it (see PluginHost.labels)
-LABEL_FIELDS = {"method": ("title", "citation", "order", "imputed_titles"),
+LABEL_FIELDS = {"method": ("title", "citation", "order", "imputed_titles", "colour"),
                 "imputer": ("title", "label", "citation", "order", "identity"),
                 "protocol": ("title", "label", "order", "headline")}
 
@@ -117,6 +118,7 @@ class PluginHost:
             component = registry[name]
             own = {field: getattr(component, field, None) for field in LABEL_FIELDS[kind]}
             labels[kind] = {field: value for field, value in own.items() if value not in (None, "", {}, False)}
+        check_labels(labels)
         return labels
 
     @property

@@ -40,6 +40,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -111,6 +112,16 @@ def _extra(mapping: dict, known: tuple[str, ...]) -> dict:
     return {key: value for key, value in mapping.items() if key not in known}
 
 
+def check_labels(labels: Any) -> None:
+    """Raise OccbenchError unless `labels` (how plugins name a cell's method, imputer and protocol) is a
+    mapping of mappings whose colours, where given, are #rrggbb."""
+    if not isinstance(labels, dict) or not all(isinstance(value, dict) for value in labels.values()):
+        raise OccbenchError("record labels: expected a mapping of method/imputer/protocol to their labels")
+    colour = labels.get("method", {}).get("colour")
+    if colour is not None and not (isinstance(colour, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", colour)):
+        raise OccbenchError(f"method colour {colour!r}: expected #rrggbb, e.g. '#0072B2' (the class's `colour`)")
+
+
 def check_record(record: Any) -> None:
     """Raise OccbenchError with the first thing that makes `record` not a usable schema-1 record."""
     if not isinstance(record, dict) or "schema" not in record:
@@ -120,9 +131,7 @@ def check_record(record: Any) -> None:
     for part in ("cell", "metrics", "provenance"):
         if not isinstance(record.get(part), dict):
             raise OccbenchError(f"record has no '{part}' object")
-    labels = record.get("labels", {})
-    if not isinstance(labels, dict) or not all(isinstance(value, dict) for value in labels.values()):
-        raise OccbenchError("record labels: expected a mapping of method/imputer/protocol to their labels")
+    check_labels(record.get("labels", {}))
     missing = [field for field in CELL_FIELDS if field not in record["cell"] and field not in LATER_CELL_FIELDS]
     if missing:
         raise OccbenchError(f"record cell lacks {', '.join(missing)}")

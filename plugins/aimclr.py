@@ -78,6 +78,7 @@ class AimCLR(MoCoMethod):
     title = "AimCLR"
     citation = "Guo et al., AAAI 2022"
     order = 30
+    colour = "#009E73"
     requires = ("feature_map",)  # EADM drops from the feature map before pooling
     defaults = {
         **MoCoMethod.defaults,

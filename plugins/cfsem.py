@@ -75,6 +75,7 @@ class CFSEM(Method):
     title = "CFSEM"
     citation = "Park & Kim, IEEE Access 2025"
     order = 60
+    colour = "#56B4E9"
     recipes: ClassVar[dict] = {"linear": "pstl"}  # PSTL's probe, as the rest of PSTL's machinery
     defaults: ClassVar[dict] = {"projector_dim": 6144, "lambd": 2e-4, "shear_amplitude": 1.0, "body_joints": 8,
                                 "parts": 1, "segments": 3}

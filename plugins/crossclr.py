@@ -71,6 +71,7 @@ class CrosSCLR(MoCoMethod):
     title = "CrosSCLR"
     citation = "Li et al., CVPR 2021"
     order = 20
+    colour = "#D55E00"
     streams = ("joint", "motion")
     defaults = {
         **MoCoMethod.defaults,

@@ -36,6 +36,7 @@ class MAMP(MaskedAutoencoder):
     title = "MAMP"
     citation = "Mao et al., ICCV 2023"
     order = 80
+    colour = "#882255"
     recipes: ClassVar[dict] = {"linear": "mae"}
     defaults: ClassVar[dict] = {**MaskedAutoencoder.defaults, "temperature": 0.8}
     schema: ClassVar[dict] = {**MaskedAutoencoder.schema, "temperature": number(0, above=True)}

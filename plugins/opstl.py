@@ -47,6 +47,7 @@ class OPSTL(PSTL):
     title = "OPSTL"
     citation = "Chen et al. (IosPSTL)"
     order = 50
+    colour = "#CC79A7"
     imputed_titles: ClassVar[dict] = {"knn": "IosPSTL"}  # the paper's IosPSTL: OPSTL on KNN-imputed data
     defaults: ClassVar[dict] = {**PSTL.defaults, "mask_joint": 9}
     profiles: ClassVar[dict] = {**PSTL.profiles, "paper": {**PSTL.profiles["paper"], "mask_joint": 9}}

@@ -102,6 +102,7 @@ class PSTL(Method):
     title = "PSTL"
     citation = "Zhou et al., AAAI 2023"
     order = 40
+    colour = "#E69F00"
     recipes: ClassVar[dict] = {"linear": "pstl"}  # PSTL's published probe (Adam, cosine, 150 epochs)
     requires = ("ignore_joints",)
     defaults: ClassVar[dict] = {"projector_dim": 6144, "lambd": 2e-4, "mask_joint": 8, "mask_frame": 10,

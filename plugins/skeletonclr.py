@@ -16,6 +16,7 @@ class SkeletonCLR(MoCoMethod):
     title = "SkeletonCLR"
     citation = "Li et al., CVPR 2021"
     order = 10
+    colour = "#0072B2"
     defaults = {**MoCoMethod.defaults, "shear_amplitude": 0.5}
     schema = {**MoCoMethod.schema, "shear_amplitude": number(0)}
 

@@ -58,6 +58,7 @@ class SkeletonMAE(MaskedAutoencoder):
     title = "SkeletonMAE"
     citation = "Wu et al., ICME workshops 2023"
     order = 70
+    colour = "#000000"
     recipes: ClassVar[dict] = {"linear": "mae"}  # MAMP's probe (the catalogue's protocols.linear.mae)
     defaults: ClassVar[dict] = {**MaskedAutoencoder.defaults, "frame_share": 0.5}
     schema: ClassVar[dict] = {**MaskedAutoencoder.schema, "frame_share": number(0, 1)}

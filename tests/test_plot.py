@@ -126,10 +126,28 @@ def test_a_method_has_one_colour_in_every_picture(grid):
         line = next(line for line in lines.figure.axes[0].lines if line.get_gid() == f"{method}|J|knn")
         patch = next(patch for patch in bars_figure.axes[0].patches if patch.get_gid() == f"{method}|J|knn")
         assert to_hex(line.get_color()) == to_hex(patch.get_facecolor()) == colour.lower()
-    # the colour is the method's place among the methods the records name: OPSTL alone is the first
+    # without a declared colour, the colour is the method's place among the methods the records name:
+    # OPSTL alone is the first
     alone = [record for record in grid if record["cell"]["method"] != "skeletonclr"]
-    patch = next(patch for patch in bars(alone)[0].figure.axes[0].patches if patch.get_gid() == "opstl|J|knn")
-    assert to_hex(patch.get_facecolor()) == PALETTE[0].lower()
+    assert bar_colour(bars(alone), "opstl|J|knn") == PALETTE[0].lower()
+
+
+def test_a_declared_colour_holds_whichever_methods_a_picture_shows(grid):
+    for record in grid:  # as a plugin's `colour` reaches its records (labels are shared: copy them)
+        if record["cell"]["method"] == "opstl":
+            record["labels"] = {**record["labels"], "method": {**record["labels"]["method"], "colour": "#882255"}}
+    alone = [record for record in grid if record["cell"]["method"] == "opstl"]
+    assert bar_colour(bars(grid), "opstl|J|knn") == bar_colour(bars(alone), "opstl|J|knn") == "#882255"
+    assert bar_colour(bars(grid), "skeletonclr|J|knn") == PALETTE[0].lower()  # undeclared: the first free colour
+    for record in alone:  # a declared palette colour is not handed to an undeclared method as well
+        record["labels"]["method"]["colour"] = PALETTE[0]
+    assert bar_colour(bars(grid), "opstl|J|knn") == PALETTE[0].lower()
+    assert bar_colour(bars(grid), "skeletonclr|J|knn") == PALETTE[1].lower()
+
+
+def bar_colour(pictures, gid):
+    patch = next(patch for patch in pictures[0].figure.axes[0].patches if patch.get_gid() == gid)
+    return to_hex(patch.get_facecolor())
 
 
 def test_cells_pretrained_on_other_data_get_their_own_bars_and_stay_off_the_lines(grid):

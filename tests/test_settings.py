@@ -131,6 +131,26 @@ def test_a_plugins_own_profile_settings_are_checked_when_the_grid_is_planned():
         build_stages(grid, catalogue, host, {})
 
 
+def test_a_method_colour_that_is_not_rrggbb_is_an_error_when_the_grid_is_planned():
+    from occbench.hookspecs import hookimpl
+    from occbench_plugins.skeletonclr import SkeletonCLR
+
+    class Blue(SkeletonCLR):
+        name, colour = "blue", "blue"
+
+    class Plugin:
+        @hookimpl
+        def occbench_register_methods(registry):
+            registry.add("blue", Blue)
+
+    catalogue, host = load_catalogue(), load_plugins(extra={"blue-plugin": Plugin})
+    with pytest.raises(OccbenchError, match=r"^method blue: method colour 'blue': expected #rrggbb, e.g. '#0072B2'"):
+        resolve_grid(catalogue, host, methods=["skeletonclr", "blue"])
+    Blue.colour = "#1f77b4"
+    assert resolve_grid(catalogue, host, methods=["blue"]).methods == ["blue"]
+    assert host.labels({"method": "blue"})["method"]["colour"] == "#1f77b4"  # carried into its records
+
+
 def test_encoder_settings_that_do_not_fit_together_are_found_when_the_grid_is_planned():
     catalogue, host = load_catalogue(), load_plugins()
     grid = resolve_grid(catalogue, host, methods=["skeletonmae"], overrides=["methods.skeletonmae.encoder.segment=5"])

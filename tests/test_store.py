@@ -38,6 +38,18 @@ def test_round_trip(tmp_path):
     assert json.loads(path.read_text())["schema"] == 1
 
 
+def test_a_method_colour_in_a_record_must_be_rrggbb(tmp_path):
+    record = a_record()
+    record["labels"] = {"method": {"title": "OPSTL", "colour": "#CC79A7"}}
+    store.check_record(record)
+    record["labels"]["method"]["colour"] = "purple"  # matplotlib would take it; a record must say #rrggbb
+    with pytest.raises(OccbenchError, match=r"method colour 'purple': expected #rrggbb"):
+        store.check_record(record)
+    (tmp_path / "edited.json").write_text(json.dumps(record))
+    with pytest.warns(RecordWarning, match="edited.json.*method colour 'purple'"):
+        assert load_records(tmp_path) == []
+
+
 def test_names_are_stable_readable_and_can_be_chosen(tmp_path):
     record = a_record(stream="J+M", method="crossclr", seed=3)
     assert record_name(record) == record_name(a_record(stream="J+M", method="crossclr", seed=3))
