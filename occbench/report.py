@@ -71,6 +71,7 @@ from occbench.store import RecordWarning, flat_rows, load_records
 # levels each pretrain on their own data stays one table.
 KEY = ("method", "stream", "imputer", "dataset", "split", "occlusion", "pretraining", "protocol", "profile")
 SAME = "as evaluated"
+AGAINST = "\0against"  # the profile of `--against`'s cells, which pair with ours whatever their profile
 FILTERS = ("dataset", "split", "protocol", "imputer", "occlusion", "pretrain_occlusion", "method", "profile")
 FORMATS = ("markdown", "latex", "csv", "json")
 # The order and labels of the data-layer fields; methods, imputers and protocols are named by their
@@ -343,7 +344,7 @@ def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare:
         if reference is not None:
             raise OccbenchError("--against and --reference: a change is against one thing; choose one of them")
         other = [row for row in _as_rows(against) if row.get("source") != "paper"]
-        if not ours or not _any_match(other, filters):
+        if not ours or not _any_match(other, {name: value for name, value in filters.items() if name != "profile"}):
             raise OccbenchError(f"--against {against_name}: no results of ours there{_describe(filters)} to compare "
                                 "with; point it at the --results folder of another run")
     tables = build_tables(ours or paper, paper, layout, filters, compare=bool(compare and ours),
@@ -434,8 +435,7 @@ def build_tables(rows: list[dict], paper: list[dict], layout: str, filters: dict
     if reference is not None:
         baseline, change_note = _against_reference(reference, layout, runs, names)
     if against is not None:
-        base_runs = _runs(latest_per_seed(_filtered(against, kept)), spec.metric, spec.scale)
-        baseline, change_note = (lambda key, names, present: key), f"change against the same cell in {against_name}"
+        base_runs, baseline, change_note = _against_run(against, against_name, kept, spec, latest)
     # The imputer filter picks the cells shown; the non-imputed baselines stay available for the changes.
     shown = [key for key in map(_key_dict, dict.fromkeys([*runs.values, *statuses])) if spec.shown(key, names)
              and str(key["imputer"]) == str(filters.get("imputer", key["imputer"]))]
@@ -480,6 +480,27 @@ def _against_reference(reference: str, layout: str, runs: Runs, names: Names) ->
 
     title = names.label("method", reference)
     return against, f"change against {title} on the same data and protocol"
+
+
+def _against_run(against: list[dict], name: str, filters: dict, spec: Layout,
+                 ours: list[dict]) -> tuple[Runs, Callable, str]:
+    """The baseline of `--against DIR`: the same cell among another run's rows. The profile is left out of
+    the pairing, since a run with --cfg-options records its profile with them ("quick (data.pipeline=...)"),
+    as long as each cell there has one."""
+    rows = latest_per_seed(_filtered(against, {field: value for field, value in filters.items() if field != "profile"}))
+    profiles: dict[tuple, set] = {}
+    for row in rows:
+        profiles.setdefault(tuple(row.get(field) for field in KEY if field != "profile"), set()).add(row.get("profile"))
+    several = next((found for found in profiles.values() if len(found) > 1), None)
+    if several:
+        raise OccbenchError(f"--against {name}: its records hold the same cell under several profiles "
+                            f"({', '.join(sorted(map(str, several)))}); give it the results folder of one run")
+    runs = _runs([row | {"profile": AGAINST} for row in rows], spec.metric, spec.scale)
+    theirs = sorted({str(row.get("profile")) for row in rows})
+    note = f"change against the same cell in {name}"
+    if set(theirs) != {str(row.get("profile")) for row in ours}:
+        note += f" (profile {', '.join(theirs)})"
+    return runs, lambda key, names, present: key | {"profile": AGAINST}, note
 
 
 def _any_match(rows: list[dict], filters: dict) -> bool:

@@ -221,6 +221,25 @@ def test_against_pairs_every_cell_with_the_same_cell_of_another_run():
         render(ours, "imputers", "markdown", against=other, against_name="runs/x", split="xview")
 
 
+def test_against_pairs_across_profiles_when_each_cell_there_has_one():
+    def profiled(records, profile):
+        for record in records:
+            record["cell"]["profile"] = profile
+        return records
+
+    ours = profiled(seeded("opstl", "none", [40.0, 42.0]), "quick (data.pipeline=published)")  # as --cfg-options
+    other = profiled(seeded("opstl", "none", [41.0, 40.0]), "quick")
+    text = render(ours, "imputers", "markdown", against=other, against_name="mask-aware")
+    assert rows_of(text)["OPSTL J"][2] == "41.00 ± 1.41 (+0.50 ↑)"
+    assert "change against the same cell in mask-aware (profile quick)." in text
+    same = profiled(seeded("opstl", "none", [41.0, 40.0]), ours[0]["cell"]["profile"])
+    assert "(profile" not in render(ours, "imputers", "markdown", against=same)
+    twice = other + profiled(seeded("opstl", "none", [30.0, 31.0]), "paper")
+    with pytest.raises(OccbenchError, match=r"--against x: its records hold the same cell under several profiles "
+                                            r"\(paper, quick\); give it the results folder of one run"):
+        render(ours, "imputers", "markdown", against=twice, against_name="x")
+
+
 def test_the_command_compares_with_another_results_folder(tmp_path, capsys):
     for record in seeded("opstl", "none", [40.0, 42.0]):
         write_record(record, tmp_path / "after")
