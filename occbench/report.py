@@ -344,7 +344,8 @@ def render(frame: Any, layout: str = "imputers", fmt: str = "markdown", compare:
         if reference is not None:
             raise OccbenchError("--against and --reference: a change is against one thing; choose one of them")
         other = [row for row in _as_rows(against) if row.get("source") != "paper"]
-        if not ours or not _any_match(other, {name: value for name, value in filters.items() if name != "profile"}):
+        theirs = {name: value for name, value in filters.items() if name != "profile"}
+        if _any_match(ours, filters) and not _any_match(other, theirs):
             raise OccbenchError(f"--against {against_name}: no results of ours there{_describe(filters)} to compare "
                                 "with; point it at the --results folder of another run")
     tables = build_tables(ours or paper, paper, layout, filters, compare=bool(compare and ours),

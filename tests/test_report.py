@@ -217,8 +217,11 @@ def test_against_pairs_every_cell_with_the_same_cell_of_another_run():
     assert knn_cell(ours, against=other[3:5])["pairs"] == 2
     with pytest.raises(OccbenchError, match="--against and --reference: .* choose one"):
         render(ours, "imputers", "markdown", against=other, reference="skeletonclr")
-    with pytest.raises(OccbenchError, match="--against runs/x: no results of ours there, split xview"):
-        render(ours, "imputers", "markdown", against=other, against_name="runs/x", split="xview")
+    with pytest.raises(OccbenchError, match="--against runs/x: no results of ours there, method opstl"):
+        render(ours + seeded("opstl", "none", [50.0]), "imputers", "markdown", against=other, against_name="runs/x",
+               method="opstl")
+    with pytest.raises(OccbenchError, match="^no results with split .xview.; present: xsub$"):  # ours lack it
+        render(ours, "imputers", "markdown", against=other, split="xview")
 
 
 def test_against_pairs_across_profiles_when_each_cell_there_has_one():
