@@ -526,13 +526,13 @@ def _record(stage: Stage, context: Context, result: dict) -> dict:
     pretrain = stage.need("pretrain")
     plugins = {info.name: info.version for info in context.host.plugins}
     # the stages of the cell by kind; those of the pretraining's side apart where its occlusion differs
+    source, data = _input(stage)  # the evaluated data: an imputation or the data stage, and that data stage
     stages = {need.kind: need.key for need in (stage, *stage.needs, *pretrain.needs)}
     if stage.cell.pretrain_occlusion != stage.cell.occlusion:
-        stages = {need.kind: need.key for need in (stage, *stage.needs, *_input(stage))}
+        stages = {need.kind: need.key for need in (stage, *stage.needs, source, data)}
         stages["pretrain_side"] = {need.kind: need.key for need in (pretrain, *pretrain.needs)}
     # the evaluated data's stage settings, its preprocessing pipeline named even when it is the default
     # (not its source: a path on the machine that ran it)
-    data = _input(stage)[1]
     data_settings = {name: value for name, value in data.settings.items() if name != "source"}
     config = {"cell": asdict(stage.cell), "evaluate": stage.settings, "pretrain": pretrain.settings,
               "data": {**data_settings, "pipeline": _pipeline(data)}, "stages": stages}

@@ -14,18 +14,18 @@ from pathlib import Path
 
 from occbench import paths
 from occbench.data.dataset import SkeletonDataset
+from occbench.data.preprocess import DEFAULT_PIPELINE, check_pipeline, preprocess
 from occbench.data.synth import SynthConfig, synthesize
 
 
 def embedded_datasets(
     home: str | Path | None = None, occlusion: str = "realistic", seed: int = 0,
-    config: SynthConfig | None = None, frames: int = 50, progress: bool = False, pipeline: str = "mask-aware",
+    config: SynthConfig | None = None, frames: int = 50, progress: bool = False, pipeline: str = DEFAULT_PIPELINE,
 ) -> dict[str, SkeletonDataset]:
     """Build (or reuse) the default chain, preprocessed with `pipeline` (`occbench.data.preprocess`);
     returns the datasets of every stage by role."""
     from occbench.data.occlusion import occlude
     from occbench.data.prepare import prepare
-    from occbench.data.preprocess import check_pipeline, preprocess
 
     check_pipeline(pipeline)
     config = config or SynthConfig()

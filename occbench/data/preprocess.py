@@ -265,8 +265,12 @@ def preprocess_arrays(
     data (N, 3, T, 25, 2), mask (N, T, 25, 2), present (N, T, 2), length (N,) -> the same arrays with
     `frames` frames (float32, bool, bool, int32).
     """
-    steps = _PIPELINE_STEPS[check_pipeline(pipeline)]
-    return steps(*_visible_only(data, mask, present, length), frames)[:4]
+    return _with_plan(data, mask, present, length, frames, pipeline)[:4]
+
+
+def _with_plan(data, mask, present, length, frames: int, pipeline: str):
+    """`preprocess_arrays` and the resize plan it used (which the inferred flags follow)."""
+    return _PIPELINE_STEPS[check_pipeline(pipeline)](*_visible_only(data, mask, present, length), frames)
 
 
 def published_arrays(data, mask, present, length, frames: int = 50):
@@ -300,11 +304,11 @@ def preprocess(
     pipeline: str = DEFAULT_PIPELINE,
 ) -> SkeletonDataset:
     """Write the preprocessed copy of `source` to `out` (a new dataset directory) with `pipeline`."""
-    steps = _PIPELINE_STEPS[check_pipeline(pipeline)]
+    check_pipeline(pipeline)  # before any output is written
 
     def transform(arrays: dict, index: np.ndarray) -> dict:
-        visible = _visible_only(arrays["data"], arrays["mask"], arrays["present"], arrays["length"])
-        data, mask, present, length, plan = steps(*visible, frames)
+        data, mask, present, length, plan = _with_plan(arrays["data"], arrays["mask"], arrays["present"],
+                                                       arrays["length"], frames, pipeline)
         inferred = _nearest(np.asarray(arrays["inferred"], bool), plan) & mask
         return {"data": data, "mask": mask, "present": present, "length": length,
                 "inferred": inferred, "label": arrays["label"]}  # fmt: skip
